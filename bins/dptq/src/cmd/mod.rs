@@ -1,0 +1,15 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod mckp;
+
+/// Logs (`tracing`) go to stderr; `RUST_LOG` overrides the default `info` level.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,37 @@
+//! `dptq`: the command line of the dptq workspace. Each subcommand lives in its own
+//! file under `cmd/`, turns its arguments into a library config and calls one library
+//! function; results go to stdout or files, logs and progress bars to stderr.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Assess how badly dynamic post-training quantization can fail.
+#[derive(Debug, Parser)]
+#[command(name = "dptq", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Solve exact-budget bit allocations (JSON on stdin, JSON on stdout).
+    Mckp(cmd::mckp::Args),
+    /// Measure throughput of the solver and the quantizers.
+    #[command(subcommand)]
+    Bench(cmd::bench::Bench),
+}
+
+fn main() {
+    cmd::init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Mckp(args) => cmd::mckp::run(args),
+        Command::Bench(bench) => cmd::bench::run(bench),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(2);
+    }
+}

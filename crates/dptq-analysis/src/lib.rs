@@ -1,0 +1,1 @@
+//! dptq-analysis (work in progress).

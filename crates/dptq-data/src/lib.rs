@@ -1,0 +1,1 @@
+//! dptq-data (work in progress).

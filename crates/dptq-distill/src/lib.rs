@@ -1,0 +1,1 @@
+//! dptq-distill (work in progress).

@@ -1,0 +1,1 @@
+//! dptq-mckp (work in progress).

@@ -1,0 +1,1 @@
+//! dptq-models (work in progress).

@@ -1,0 +1,1 @@
+//! dptq-quant (work in progress).
