@@ -1,1 +1,2 @@
 //! dptq-models (work in progress).
+pub mod ops;
