@@ -132,7 +132,14 @@ pub fn center_crop(img: &RgbImage, size: u32) -> RgbImage {
     }
     let left = (w as i64 - size as i64) as f64 / 2.0;
     let top = (h as i64 - size as i64) as f64 / 2.0;
-    crop_padded(img, left.round() as i64, top.round() as i64, size, size)
+    // Python rounds halves to even, as torchvision does here.
+    crop_padded(
+        img,
+        left.round_ties_even() as i64,
+        top.round_ties_even() as i64,
+        size,
+        size,
+    )
 }
 
 /// The `width x height` window at (`left`, `top`), which may reach outside the image

@@ -15,10 +15,10 @@ pub fn textured(w: u32, h: u32, level: u8, seed: u64) -> RgbImage {
         rng.random_range(0.01..0.1f32),
     );
     RgbImage::from_fn(w, h, |x, y| {
-        let base = level as f32 + 40.0 * ((x as f32 * fx).sin() + (y as f32 * fy).cos()) / 2.0;
+        let base = level as f32 + 16.0 * ((x as f32 * fx).sin() + (y as f32 * fy).cos()) / 2.0;
         let mut p = [0u8; 3];
         for (c, v) in p.iter_mut().enumerate() {
-            *v = (base + 25.0 * c as f32 - 25.0 + rng.random_range(-20.0..20.0f32))
+            *v = (base + 25.0 * c as f32 - 25.0 + rng.random_range(-10.0..10.0f32))
                 .clamp(0.0, 255.0) as u8;
         }
         image::Rgb(p)
