@@ -12,13 +12,33 @@ use super::{BatchNormTrainOutput, Conv2dParams};
 
 /// Convolution through `Tensor::conv2d` (grouped convolutions run one conv per group),
 /// plus the bias broadcast over `[N, C_out, H', W']`.
+///
+/// The input is zero-padded explicitly and cropped to the rows and columns the kernel
+/// reaches, so that candle's `conv2d` runs without padding and with no leftover pixels:
+/// its backward derives the input-gradient size from the height alone and fails (or is
+/// wrong) when height and width leave different remainders.
 pub fn conv2d(
     xs: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
     p: Conv2dParams,
 ) -> Result<Tensor> {
-    let ys = xs.conv2d(weight, p.padding, p.stride, p.dilation, p.groups)?;
+    let (_, _, kh, kw) = weight.dims4()?;
+    let xs = xs
+        .pad_with_zeros(2, p.padding, p.padding)?
+        .pad_with_zeros(3, p.padding, p.padding)?;
+    let (_, _, h, w) = xs.dims4()?;
+    let used = |len: usize, k: usize| -> Result<usize> {
+        let span = p.dilation * (k - 1) + 1;
+        if len < span {
+            candle_core::bail!(
+                "conv2d: padded extent {len} is smaller than the dilated kernel extent {span}"
+            );
+        }
+        Ok((len - span) / p.stride * p.stride + span)
+    };
+    let xs = xs.narrow(2, 0, used(h, kh)?)?.narrow(3, 0, used(w, kw)?)?;
+    let ys = xs.conv2d(weight, 0, p.stride, p.dilation, p.groups)?;
     match bias {
         Some(bias) => ys.broadcast_add(&bias.reshape((1, (), 1, 1))?),
         None => Ok(ys),

@@ -1,14 +1,35 @@
 //! Training operations for the architectures: convolution, BatchNorm, ReLU, pooling and
 //! the linear head, with exact gradients.
 //!
-//! Every function takes and returns candle tensors of f32 or f64 on any device and carries
-//! its gradient through candle's autograd. [`composed`] holds the same operations built
+//! Every function takes and returns candle tensors on any device and carries its gradient
+//! through candle's autograd. On the CPU, f32 and f64 run on fused kernels (custom ops with
+//! fused backward passes, see `conv`, `norm`, `pool`), and f16/bf16 run on the f32 kernels. [`composed`] holds the same operations built
 //! from candle's own tensor ops: the fallback on devices without fused kernels and the
 //! reference the fused kernels are tested against.
 
 pub mod composed;
+mod conv;
+mod kernel;
+mod norm;
+mod pool;
 
-use candle_core::{Result, Tensor};
+use candle_core::{D, DType, Result, Tensor};
+
+/// Whether `xs` runs on the fused CPU kernels (f32 and f64 on the CPU); everything else
+/// takes the composed candle ops.
+fn fused(xs: &Tensor) -> bool {
+    xs.device().is_cpu() && kernel::has_kernels(xs.dtype())
+}
+
+/// The half-precision dtype of a CPU tensor: such tensors run through the f32 kernels
+/// (candle's CPU matmul has no f16/bf16) and are converted back.
+fn half_on_cpu(xs: &Tensor) -> Option<DType> {
+    (xs.device().is_cpu() && matches!(xs.dtype(), DType::F16 | DType::BF16)).then_some(xs.dtype())
+}
+
+fn f32(t: &Tensor) -> Result<Tensor> {
+    t.to_dtype(DType::F32)
+}
 
 /// Convolution hyper-parameters (PyTorch semantics, symmetric padding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +69,20 @@ pub fn conv2d(
     p: Conv2dParams,
 ) -> Result<Tensor> {
     check_conv2d(xs, weight, bias, p)?;
-    composed::conv2d(xs, weight, bias, p)
+    if let Some(dtype) = half_on_cpu(xs) {
+        let bias = bias.map(f32).transpose()?;
+        return conv2d(&f32(xs)?, &f32(weight)?, bias.as_ref(), p)?.to_dtype(dtype);
+    }
+    if !fused(xs) {
+        return composed::conv2d(xs, weight, bias, p);
+    }
+    let ys = xs
+        .contiguous()?
+        .apply_op2(&weight.contiguous()?, conv::Conv2dOp { p })?;
+    match bias {
+        Some(bias) => ys.broadcast_add(&bias.reshape((1, (), 1, 1))?),
+        None => Ok(ys),
+    }
 }
 
 /// The result of [`batch_norm_train`].
@@ -76,7 +110,29 @@ pub fn batch_norm_train(
     eps: f64,
 ) -> Result<BatchNormTrainOutput> {
     check_batch_norm(xs, &[("weight", weight), ("bias", bias)])?;
-    composed::batch_norm_train(xs, weight, bias, eps)
+    if let Some(dtype) = half_on_cpu(xs) {
+        let out = batch_norm_train(&f32(xs)?, &f32(weight)?, &f32(bias)?, eps)?;
+        return Ok(BatchNormTrainOutput {
+            ys: out.ys.to_dtype(dtype)?,
+            mean: out.mean.to_dtype(dtype)?,
+            var: out.var.to_dtype(dtype)?,
+        });
+    }
+    if !fused(xs) {
+        return composed::batch_norm_train(xs, weight, bias, eps);
+    }
+    let xs = xs.contiguous()?;
+    let (mean, var) = norm::channel_stats(&xs)?;
+    let invstd = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let stat = |v: &[f64]| Tensor::new(v, xs.device())?.to_dtype(xs.dtype());
+    let (mean_t, var_t) = (stat(&mean)?, stat(&var)?);
+    let op = norm::BatchNormTrainOp { mean, invstd };
+    let ys = xs.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    Ok(BatchNormTrainOutput {
+        ys,
+        mean: mean_t,
+        var: var_t,
+    })
 }
 
 /// Eval-mode BatchNorm2d with running statistics (also used by frozen teachers):
@@ -100,12 +156,33 @@ pub fn batch_norm_eval(
             ("bias", bias),
         ],
     )?;
-    composed::batch_norm_eval(xs, running_mean, running_var, weight, bias, eps)
+    if let Some(dtype) = half_on_cpu(xs) {
+        let (m, v, w, b) = (
+            f32(running_mean)?,
+            f32(running_var)?,
+            f32(weight)?,
+            f32(bias)?,
+        );
+        return batch_norm_eval(&f32(xs)?, &m, &v, &w, &b, eps)?.to_dtype(dtype);
+    }
+    if !fused(xs) {
+        return composed::batch_norm_eval(xs, running_mean, running_var, weight, bias, eps);
+    }
+    let scale = (running_var + eps)?.sqrt()?.recip()?.mul(weight)?;
+    let shift = bias.sub(&running_mean.mul(&scale)?)?;
+    xs.contiguous()?
+        .apply_op3(&scale, &shift, norm::ChannelAffineOp)
 }
 
 /// `max(x, 0)` elementwise, any shape; the gradient is `dy * [x > 0]`.
 pub fn relu(xs: &Tensor) -> Result<Tensor> {
-    composed::relu(xs)
+    if let Some(dtype) = half_on_cpu(xs) {
+        return relu(&f32(xs)?)?.to_dtype(dtype);
+    }
+    if !fused(xs) {
+        return composed::relu(xs);
+    }
+    xs.contiguous()?.apply_op1(pool::ReluOp)
 }
 
 /// Max-pooling with PyTorch `MaxPool2d` semantics (padding with `-inf`, floor mode); the
@@ -114,12 +191,31 @@ pub fn relu(xs: &Tensor) -> Result<Tensor> {
 /// xs: `[N, C, H, W]` -> `[N, C, H', W']`, `H' = (H + 2*padding - kernel) / stride + 1`.
 /// Requires `padding <= kernel / 2`, as PyTorch does.
 pub fn max_pool2d(xs: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
-    composed::max_pool2d(xs, kernel, stride, padding)
+    let (_, _, h, w) = xs.dims4()?;
+    pool_output_size(h, w, kernel, stride, padding)?;
+    if let Some(dtype) = half_on_cpu(xs) {
+        return max_pool2d(&f32(xs)?, kernel, stride, padding)?.to_dtype(dtype);
+    }
+    if !fused(xs) {
+        return composed::max_pool2d(xs, kernel, stride, padding);
+    }
+    xs.contiguous()?.apply_op1(pool::MaxPoolOp {
+        kernel,
+        stride,
+        padding,
+    })
 }
 
 /// Mean over the spatial dimensions: `[N, C, H, W] -> [N, C]`.
 pub fn global_avg_pool(xs: &Tensor) -> Result<Tensor> {
-    composed::global_avg_pool(xs)
+    let (n, c, h, w) = xs.dims4()?;
+    if let Some(dtype) = half_on_cpu(xs) {
+        return global_avg_pool(&f32(xs)?)?.to_dtype(dtype);
+    }
+    if !fused(xs) {
+        return composed::global_avg_pool(xs);
+    }
+    xs.reshape((n, c, h * w))?.mean(D::Minus1)
 }
 
 /// Fully connected layer `y = x * weight^T + bias`.
@@ -143,6 +239,10 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Ten
             bias.dims(),
             weight.dims()
         );
+    }
+    if let Some(dtype) = half_on_cpu(xs) {
+        let bias = bias.map(f32).transpose()?;
+        return linear(&f32(xs)?, &f32(weight)?, bias.as_ref())?.to_dtype(dtype);
     }
     composed::linear(xs, weight, bias)
 }
