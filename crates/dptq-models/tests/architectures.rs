@@ -11,14 +11,20 @@ use dptq_models::{ActivationCapture, BnMode, ParamStore, QuantPlan, build};
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/timm").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/timm")
+        .join(name)
 }
 
 /// `name -> shape` of timm's state dict, without `num_batches_tracked`.
 fn timm_keys(arch: &str) -> Result<BTreeMap<String, Vec<usize>>> {
     let text = std::fs::read_to_string(fixture(&format!("keys_{arch}.json")))?;
     let json: BTreeMap<String, (Vec<usize>, String)> = serde_json::from_str(&text)?;
-    Ok(json.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).map(|(k, (s, _))| (k, s)).collect())
+    Ok(json
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+        .map(|(k, (s, _))| (k, s))
+        .collect())
 }
 
 /// Rows of `layers_{arch}.tsv`: (name, in_shape at 224 px).
@@ -33,8 +39,12 @@ fn timm_layers(arch: &str) -> Result<Vec<(String, Vec<usize>)>> {
     Ok(rows)
 }
 
-const PAPER_ARCHS: [(&str, usize); 4] =
-    [("resnet18", 20), ("resnet50", 53), ("mobilenetv4_conv_medium", 77), ("regnetx_016", 59)];
+const PAPER_ARCHS: [(&str, usize); 4] = [
+    ("resnet18", 20),
+    ("resnet50", 53),
+    ("mobilenetv4_conv_medium", 77),
+    ("regnetx_016", 59),
+];
 
 #[test]
 fn parameter_names_and_shapes_are_timms_state_dict() -> Result<()> {
@@ -45,7 +55,10 @@ fn parameter_names_and_shapes_are_timms_state_dict() -> Result<()> {
         let theirs = timm_keys(arch)?;
         let missing: Vec<&String> = theirs.keys().filter(|k| !ours.contains_key(*k)).collect();
         let extra: Vec<&String> = ours.keys().filter(|k| !theirs.contains_key(*k)).collect();
-        assert!(missing.is_empty() && extra.is_empty(), "{arch}: missing {missing:?}, extra {extra:?}");
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{arch}: missing {missing:?}, extra {extra:?}"
+        );
         for (k, shape) in &theirs {
             assert_eq!(&ours[k], shape, "{arch}: {k}");
         }
@@ -58,7 +71,11 @@ fn quantizable_layers_are_every_conv_and_linear_but_the_stem_in_execution_order(
     for (arch, l) in PAPER_ARCHS {
         let store = ParamStore::new(0, DType::F32, &Device::Cpu);
         let model = build(arch, 37, &store)?;
-        let expected: Vec<String> = timm_layers(arch)?.into_iter().skip(1).map(|(n, _)| n).collect();
+        let expected: Vec<String> = timm_layers(arch)?
+            .into_iter()
+            .skip(1)
+            .map(|(n, _)| n)
+            .collect();
         assert_eq!(model.quant_layers(), expected.as_slice(), "{arch}");
         assert_eq!(model.quant_layers().len(), l, "{arch}");
     }
@@ -72,7 +89,12 @@ fn every_layer_sees_timms_input_shape_at_224_px() -> Result<()> {
         let model = build(arch, 37, &store)?;
         let xs = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &Device::Cpu)?;
         let mut capture = ActivationCapture::all();
-        let logits = model.forward(&xs, &QuantPlan::full_precision(), BnMode::Eval, Some(&mut capture))?;
+        let logits = model.forward(
+            &xs,
+            &QuantPlan::full_precision(),
+            BnMode::Eval,
+            Some(&mut capture),
+        )?;
         assert_eq!(logits.dims(), &[1, 37], "{arch}");
         let layers = timm_layers(arch)?;
         assert_eq!(capture.len(), layers.len() - 1, "{arch}");
@@ -88,7 +110,11 @@ fn every_layer_sees_timms_input_shape_at_224_px() -> Result<()> {
 fn small_variants_have_the_documented_depths_and_run_at_28_and_64_px() -> Result<()> {
     // Parameter counts by hand: stem 3x3 conv + BN, per block two 3x3 convs + BNs (and a
     // 1x1 projection + BN where the shape changes), fc with bias, 10 classes.
-    for (arch, l, params) in [("resnet_tiny", 9, 78_042), ("resnet_small", 12, 308_826), ("resnet_tiny_wide", 15, 696_618)] {
+    for (arch, l, params) in [
+        ("resnet_tiny", 9, 78_042),
+        ("resnet_small", 12, 308_826),
+        ("resnet_tiny_wide", 15, 696_618),
+    ] {
         let store = ParamStore::new(1, DType::F32, &Device::Cpu);
         let model = build(arch, 10, &store)?;
         assert_eq!(model.quant_layers().len(), l, "{arch}");
@@ -140,6 +166,12 @@ fn other_family_members_build_with_timm_shapes() -> Result<()> {
 #[test]
 fn unknown_architecture_error_lists_the_known_names() {
     let store = ParamStore::new(0, DType::F32, &Device::Cpu);
-    let err = build("resnet19", 10, &store).err().expect("an error").to_string();
-    assert!(err.contains("\"resnet19\"") && err.contains("resnet18") && err.contains("regnetx_016"), "{err}");
+    let err = build("resnet19", 10, &store)
+        .err()
+        .expect("an error")
+        .to_string();
+    assert!(
+        err.contains("\"resnet19\"") && err.contains("resnet18") && err.contains("regnetx_016"),
+        "{err}"
+    );
 }

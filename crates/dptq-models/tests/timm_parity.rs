@@ -24,8 +24,8 @@ struct Fixture {
 }
 
 fn fixture(arch: &str) -> Result<Fixture> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../../fixtures/timm/parity_{arch}.safetensors"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../fixtures/timm/parity_{arch}.safetensors"));
     let bytes = std::fs::read(&path)?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)?;
     let meta = header.metadata().clone().unwrap_or_default();
@@ -49,39 +49,82 @@ fn check(arch: &str) -> Result<()> {
 
     let store = ParamStore::new(0, DType::F64, &dev).frozen();
     let model = build(arch, num_classes, &store)?;
-    store.set_tensors(&seeded_state_dict(seed, &store)?, "seeded", &LoadOptions::default())?;
+    store.set_tensors(
+        &seeded_state_dict(seed, &store)?,
+        "seeded",
+        &LoadOptions::default(),
+    )?;
 
     // The tap list is timm's module list, in the order timm's pre-hooks fired.
     let layers: Vec<String> = serde_json::from_str(&fx.meta["layers"])?;
-    assert_eq!(model.quant_layers(), layers.as_slice(), "{arch}: quantizable layers");
+    assert_eq!(
+        model.quant_layers(),
+        layers.as_slice(),
+        "{arch}: quantizable layers"
+    );
     let l = layers.len();
 
     let images = seeded_images(seed, (2, 3, px, px), DType::F64, &dev)?;
     let mut capture = ActivationCapture::all();
-    let fp = model.forward(&images, &QuantPlan::full_precision(), BnMode::Eval, Some(&mut capture))?;
+    let fp = model.forward(
+        &images,
+        &QuantPlan::full_precision(),
+        BnMode::Eval,
+        Some(&mut capture),
+    )?;
     let err = rel_err(&fp, &fx.tensors["logits_fp"])?;
-    assert!(err < 1e-6, "{arch}: full precision differs from timm by {err:e} (relative)");
+    assert!(
+        err < 1e-6,
+        "{arch}: full precision differs from timm by {err:e} (relative)"
+    );
 
     let in_shapes: Vec<Vec<usize>> = serde_json::from_str(&fx.meta["in_shapes"])?;
     for (i, shape) in in_shapes.iter().enumerate() {
-        assert_eq!(&capture.get(i).expect("captured").fp.dims()[1..], shape.as_slice(), "{arch}: {}", layers[i]);
+        assert_eq!(
+            &capture.get(i).expect("captured").fp.dims()[1..],
+            shape.as_slice(),
+            "{arch}: {}",
+            layers[i]
+        );
     }
 
     let bits = seeded_bits(seed, 2, l, 3, 10, &dev)?;
-    let stored_bits = fx.tensors["bits"].to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
-    let our_bits: Vec<i64> = bits.flatten_all()?.to_vec1::<u32>()?.into_iter().map(i64::from).collect();
+    let stored_bits = fx.tensors["bits"]
+        .to_dtype(DType::I64)?
+        .flatten_all()?
+        .to_vec1::<i64>()?;
+    let our_bits: Vec<i64> = bits
+        .flatten_all()?
+        .to_vec1::<u32>()?
+        .into_iter()
+        .map(i64::from)
+        .collect();
     assert_eq!(our_bits, stored_bits, "{arch}: seeded bits");
 
     let q = model.forward(&images, &QuantPlan::bits(&bits), BnMode::Eval, None)?;
     let err = rel_err(&q, &fx.tensors["logits_q"])?;
-    assert!(err < 1e-6, "{arch}: quantized differs from timm by {err:e} (relative)");
+    assert!(
+        err < 1e-6,
+        "{arch}: quantized differs from timm by {err:e} (relative)"
+    );
     // The quantized reference is far from full precision: the comparison has teeth.
-    assert!(rel_err(&fx.tensors["logits_q"], &fx.tensors["logits_fp"])? > 1e-3, "{arch}");
+    assert!(
+        rel_err(&fx.tensors["logits_q"], &fx.tensors["logits_fp"])? > 1e-3,
+        "{arch}"
+    );
 
     let mask: Vec<bool> = (0..l).map(|i| i < l / 2).collect();
-    let half = model.forward(&images, &QuantPlan::bits(&bits).with_mask(&mask), BnMode::Eval, None)?;
+    let half = model.forward(
+        &images,
+        &QuantPlan::bits(&bits).with_mask(&mask),
+        BnMode::Eval,
+        None,
+    )?;
     let err = rel_err(&half, &fx.tensors["logits_q_half"])?;
-    assert!(err < 1e-6, "{arch}: half-masked quantized differs from timm by {err:e} (relative)");
+    assert!(
+        err < 1e-6,
+        "{arch}: half-masked quantized differs from timm by {err:e} (relative)"
+    );
     Ok(())
 }
 
