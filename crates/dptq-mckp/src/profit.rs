@@ -1,0 +1,81 @@
+//! The profit types the solver is generic over: `f32` and `f64`.
+
+use std::fmt::{Debug, Display};
+use std::ops::Add;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A floating-point profit: implemented for `f32` and `f64` (sealed).
+///
+/// Comparisons are exact IEEE comparisons, never within an epsilon.
+pub trait Profit:
+    Copy
+    + Default
+    + PartialOrd
+    + Add<Output = Self>
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + 'static
+    + sealed::Sealed
+{
+    /// `0.0`.
+    const ZERO: Self;
+    /// `-inf`: the value of a capacity state no choice can reach.
+    const NEG_INFINITY: Self;
+    /// Largest finite value.
+    const MAX: Self;
+    /// `|self|`.
+    fn abs(self) -> Self;
+    /// Lossless widening to `f64` (for error messages).
+    fn to_f64(self) -> f64;
+    /// Whether the value is neither NaN nor infinite.
+    fn is_finite(self) -> bool;
+    /// The largest magnitude allowed for a profit when there are `groups` groups,
+    /// `MAX / (2 * groups)`: any sum of `groups` such profits, in any order and with any
+    /// rounding, stays finite.
+    fn limit(groups: usize) -> Self;
+}
+
+impl Profit for f32 {
+    const ZERO: Self = 0.0;
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    const MAX: Self = f32::MAX;
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f32::abs(self)
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+    fn limit(groups: usize) -> Self {
+        (f32::MAX as f64 / (2.0 * groups.max(1) as f64)) as f32
+    }
+}
+
+impl Profit for f64 {
+    const ZERO: Self = 0.0;
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    const MAX: Self = f64::MAX;
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f64::abs(self)
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+    fn limit(groups: usize) -> Self {
+        f64::MAX / (2.0 * groups.max(1) as f64)
+    }
+}
