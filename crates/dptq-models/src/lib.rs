@@ -17,18 +17,22 @@
 
 mod classifier;
 mod error;
+pub mod hub;
+mod imagenet;
 mod layers;
 mod mobilenetv4;
 pub mod ops;
 mod param;
 mod plan;
 mod policy;
+pub mod preprocess;
 mod regnet;
 mod resnet;
 pub mod seeded;
 
 pub use classifier::{ARCH_NAMES, ArchConfig, Classifier, build, load_weights};
 pub use error::{Error, Result};
+pub use imagenet::IMAGENET_CLASSES;
 pub use layers::{BN_EPS, BN_MOMENTUM, BatchNorm2d, Builder, Conv2d, ConvConfig, ConvNormAct, Linear, same_padding};
 pub use mobilenetv4::{
     BlockSpec, BlockType, ConvBnAct, EdgeResidual, MnBlock, MobileNetV4, MobileNetV4Config, UniversalInvertedResidual,
