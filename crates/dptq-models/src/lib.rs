@@ -12,7 +12,8 @@
 //!   saved to safetensors with strict checks, cloned and frozen;
 //! - [`PolicyNet`]: the bit-width policy CNN, image -> `[N, L, K]` logits;
 //! - [`hub`]: `timm/<arch>.<tag>` weights and preprocessing from the Hugging Face hub or
-//!   its local cache; [`preprocess`]: images to normalised tensors;
+//!   its local cache; [`preprocess`]: images to normalised tensors; [`predict`]: what
+//!   `dptq predict` computes;
 //! - [`ops`]: the conv, BatchNorm, ReLU, pooling and linear operations every layer runs.
 
 mod classifier;
@@ -25,6 +26,7 @@ pub mod ops;
 mod param;
 mod plan;
 mod policy;
+pub mod predict;
 pub mod preprocess;
 mod regnet;
 mod resnet;
