@@ -2,7 +2,9 @@
 """Golden outputs of timm for the dptq-models parity tests.
 
 For each of the paper's four architectures (timm `resnet18`, `resnet50`,
-`mobilenetv4_conv_medium`, `regnetx_016`, built with num_classes=37) this script
+`mobilenetv4_conv_medium`, `regnetx_016`, built with num_classes=37) and dptq's small
+variants `resnet_tiny` and `resnet_small` (timm BasicBlocks behind a 3x3 stride-1 stem,
+`SmallResNet` below) this script
 
 1. fills every state-dict tensor from a seeded generator that dptq-models implements
    bit for bit in Rust (`dptq_models::seeded`: SplitMix64 streams keyed by FNV-1a of
@@ -41,7 +43,57 @@ BATCH = 2
 NUM_CLASSES = 37
 BITS_LO, BITS_HI = 3, 10
 WEIGHT_BITS = 16
-ARCHS = ["resnet18", "resnet50", "mobilenetv4_conv_medium", "regnetx_016"]
+ARCHS = ["resnet18", "resnet50", "mobilenetv4_conv_medium", "regnetx_016", "resnet_tiny", "resnet_small"]
+
+# dptq's small CPU variants: timm BasicBlocks behind a 3x3 stride-1 stem without max-pool,
+# (blocks per stage, widths); module names as timm's ResNet.
+SMALL_RESNETS = {
+    "resnet_tiny": ((1, 1, 1), (16, 32, 64)),
+    "resnet_small": ((1, 1, 1, 1), (16, 32, 64, 128)),
+    "resnet_tiny_wide": ((2, 2, 2), (32, 64, 128)),
+}
+
+
+class SmallResNet(torch.nn.Module):
+    """A dptq small ResNet in PyTorch, built from timm's BasicBlock."""
+
+    def __init__(self, layers, widths, num_classes):
+        super().__init__()
+        from timm.models.resnet import BasicBlock
+
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.act1 = nn.ReLU(inplace=True)
+        inplanes = widths[0]
+        for i, (depth, width) in enumerate(zip(layers, widths)):
+            blocks = []
+            for j in range(depth):
+                stride = 2 if i > 0 and j == 0 else 1
+                downsample = None
+                if stride != 1 or inplanes != width:
+                    downsample = nn.Sequential(
+                        nn.Conv2d(inplanes, width, 1, stride, bias=False), nn.BatchNorm2d(width)
+                    )
+                blocks.append(BasicBlock(inplanes, width, stride=stride, downsample=downsample))
+                inplanes = width
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        self.num_stages = len(layers)
+        self.fc = nn.Linear(inplanes, num_classes)
+
+    def forward(self, x):
+        x = self.act1(self.bn1(self.conv1(x)))
+        for i in range(self.num_stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return self.fc(x.mean((2, 3)))
+
+
+def create_model(arch: str, num_classes: int):
+    """timm's model, or dptq's small variant in PyTorch."""
+    if arch in SMALL_RESNETS:
+        layers, widths = SMALL_RESNETS[arch]
+        return SmallResNet(layers, widths, num_classes)
+    return timm.create_model(arch, pretrained=False, num_classes=num_classes)
 
 MASK64 = (1 << 64) - 1
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -153,7 +205,7 @@ def main():
     torch.set_default_dtype(torch.float64)
     images = torch.from_numpy((4.0 * uniforms(SEED, "images", BATCH * 3 * PX * PX) - 2.0).reshape(BATCH, 3, PX, PX))
     for arch in ARCHS:
-        model = timm.create_model(arch, pretrained=False, num_classes=NUM_CLASSES).double().eval()
+        model = create_model(arch, NUM_CLASSES).double().eval()
         sd = model.state_dict()
         new_sd = {}
         for k, v in sd.items():
@@ -174,7 +226,7 @@ def main():
         ).reshape(BATCH, num_layers)
 
         # 16-bit weights for every Conv2d and Linear (stem included).
-        qmodel = timm.create_model(arch, pretrained=False, num_classes=NUM_CLASSES).double().eval()
+        qmodel = create_model(arch, NUM_CLASSES).double().eval()
         qmodel.load_state_dict(new_sd, strict=True)
         with torch.no_grad():
             for _, m in qmodel.named_modules():

@@ -1,6 +1,9 @@
 //! Parity with timm, in f64: the logits of the paper's four architectures, full precision
 //! and quantized per SPEC §1, match timm's to 1e-6 relative.
 //!
+//! The small variants are compared with the same network built in PyTorch from timm's
+//! `BasicBlock` (`SmallResNet` in the tool).
+//!
 //! The fixtures `fixtures/timm/parity_<arch>.safetensors` were generated with
 //! `python3 tools/timm_reference.py` (timm 1.0.31, torch 2.15, seed 20250101): timm built
 //! with num_classes=37, every state-dict tensor filled by the seeded generator that
@@ -146,4 +149,14 @@ fn mobilenetv4_conv_medium_matches_timm_in_f64_at_full_precision_and_quantized()
 #[test]
 fn regnetx_016_matches_timm_in_f64_at_full_precision_and_quantized() -> Result<()> {
     check("regnetx_016")
+}
+
+#[test]
+fn resnet_tiny_matches_its_pytorch_build_from_timm_blocks() -> Result<()> {
+    check("resnet_tiny")
+}
+
+#[test]
+fn resnet_small_matches_its_pytorch_build_from_timm_blocks() -> Result<()> {
+    check("resnet_small")
 }
