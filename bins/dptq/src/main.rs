@@ -18,6 +18,10 @@ struct Cli {
 enum Command {
     /// Solve exact-budget bit allocations (JSON on stdin, JSON on stdout).
     Mckp(cmd::mckp::Args),
+    /// Logits of tensors, optionally quantized per layer, or the top classes of a photo.
+    Predict(cmd::predict::Args),
+    /// The quantizable layers of an architecture (index, timm name, input shape).
+    Layers(cmd::layers::Args),
     /// Measure throughput of the solver and the quantizers.
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
@@ -28,6 +32,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Mckp(args) => cmd::mckp::run(args),
+        Command::Predict(args) => cmd::predict::run(args),
+        Command::Layers(args) => cmd::layers::run(args),
         Command::Bench(bench) => cmd::bench::run(bench),
     };
     if let Err(err) = result {

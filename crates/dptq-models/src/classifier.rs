@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::mobilenetv4::{MobileNetV4, MobileNetV4Config};
@@ -143,4 +143,50 @@ pub fn load_weights(arch: &str, store: &ParamStore, path: impl AsRef<Path>) -> R
             reinit_on_mismatch: vec![head.to_string()],
         },
     )
+}
+
+/// One quantizable layer, as `dptq layers` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Position `l` in the `[N, L]` bit plans.
+    pub index: usize,
+    /// timm module name.
+    pub name: String,
+    /// Input shape without the batch dimension (`[C, H, W]` or `[C]`), when measured.
+    pub in_shape: Option<Vec<usize>>,
+}
+
+/// The quantizable layers of `arch`; with `px`, each layer's input shape for one
+/// `px x px` image (one full-precision forward with seeded weights).
+pub fn describe_layers(
+    arch: &str,
+    num_classes: usize,
+    px: Option<usize>,
+) -> Result<Vec<LayerInfo>> {
+    let store = ParamStore::new(0, DType::F32, &Device::Cpu).frozen();
+    let model = build(arch, num_classes, &store)?;
+    let mut infos: Vec<LayerInfo> = model
+        .quant_layers()
+        .iter()
+        .enumerate()
+        .map(|(index, name)| LayerInfo {
+            index,
+            name: name.clone(),
+            in_shape: None,
+        })
+        .collect();
+    if let Some(px) = px {
+        let xs = Tensor::zeros((1, 3, px, px), DType::F32, &Device::Cpu)?;
+        let mut capture = ActivationCapture::all();
+        model.forward(
+            &xs,
+            &QuantPlan::full_precision(),
+            BnMode::Eval,
+            Some(&mut capture),
+        )?;
+        for info in &mut infos {
+            info.in_shape = capture.get(info.index).map(|c| c.fp.dims()[1..].to_vec());
+        }
+    }
+    Ok(infos)
 }

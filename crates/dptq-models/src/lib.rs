@@ -32,7 +32,7 @@ mod regnet;
 mod resnet;
 pub mod seeded;
 
-pub use classifier::{ARCH_NAMES, ArchConfig, Classifier, build, load_weights};
+pub use classifier::{ARCH_NAMES, ArchConfig, Classifier, LayerInfo, build, describe_layers, load_weights};
 pub use error::{Error, Result};
 pub use imagenet::IMAGENET_CLASSES;
 pub use layers::{BN_EPS, BN_MOMENTUM, BatchNorm2d, Builder, Conv2d, ConvConfig, ConvNormAct, Linear, same_padding};

@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_models;
+pub mod layers;
 pub mod mckp;
+pub mod predict;
 
 /// Logs (`tracing`) go to stderr; `RUST_LOG` overrides the default `info` level.
 pub fn init_logging() {
