@@ -62,6 +62,9 @@ pub struct DataConfig {
     /// Training augmentation: `none`, `light` (padded random crop + flip) or `paper`
     /// (random resized crop, RandAugment, colour jitter, flip; default `light`).
     pub augment: String,
+    /// Skip unreadable image files instead of failing; they are listed in
+    /// `results.json` (default false).
+    pub skip_bad: bool,
 }
 
 /// One training stage's optimisation recipe.
@@ -187,6 +190,9 @@ pub struct PairsConfig {
     pub quantized_pass_bn: QuantizedPassBn,
     /// Hidden width of the policy CNN (default 16).
     pub policy_width: usize,
+    /// Side the policy resizes images to before its convs (0 = the native size;
+    /// default 0).
+    pub policy_input_size: usize,
     /// Bit versions trained (default `I` = 3..10).
     pub bit_versions: Vec<BitVersion>,
     /// Budget levels trained (default `A` = 4 bits per layer).

@@ -9,6 +9,18 @@ pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
+    /// The data could not be opened or loaded.
+    #[error(transparent)]
+    Data(#[from] dptq_data::Error),
+
+    /// A model could not be built, loaded or run.
+    #[error(transparent)]
+    Models(#[from] dptq_models::Error),
+
+    /// The exact-budget bit selection failed (infeasible budget, bad scores).
+    #[error(transparent)]
+    Mckp(#[from] dptq_mckp::Error),
+
     /// Reading or writing a file of the run directory failed.
     #[error("{path}: {source}")]
     Io {
