@@ -25,6 +25,10 @@ Output: `fixtures/timm/parity_<arch>.safetensors` (tensors above, f64; `bits` u3
 int64; metadata: `layers`, `in_shapes` as JSON, seed, px, versions). The Rust tests
 regenerate weights, images and bits from the seed and compare.
 
+Also `preprocess_input.png` (a smooth 61 x 47 image) and `preprocess.safetensors`: timm's
+evaluation transform of it (PIL resize of the shorter side to floor(size / crop_pct),
+center crop, normalise) for a bicubic and a bilinear case.
+
 Usage: python3 tools/timm_reference.py [--out fixtures/timm]   (seed 20250101, fixed)
 """
 
@@ -197,11 +201,47 @@ def run(model, images, bits=None, layer_mask=None, record=None):
     return logits
 
 
+# Preprocessing cases: (name, input_size, crop_pct, interpolation).
+PREPROCESS_CASES = [("bicubic_32", 32, 0.875, "bicubic"), ("bilinear_40", 40, 0.95, "bilinear")]
+
+
+def preprocess_reference(out_dir):
+    """A smooth 61 x 47 RGB image and timm's eval transform of it (PIL resize + crop)."""
+    from PIL import Image
+    from timm.data import create_transform
+
+    w, h = 61, 47
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    rgb = np.stack(
+        [
+            127.5 + 120 * np.sin(xx / 7.0) * np.cos(yy / 11.0),
+            255.0 * xx / (w - 1),
+            127.5 + 100 * np.cos((xx + yy) / 9.0),
+        ],
+        axis=-1,
+    )
+    img = Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8), "RGB")
+    img_path = os.path.join(out_dir, "preprocess_input.png")
+    img.save(img_path)
+    tensors, meta = {}, {"generator": "tools/timm_reference.py", "timm": timm.__version__}
+    for name, size, crop_pct, interpolation in PREPROCESS_CASES:
+        t = create_transform(
+            input_size=(3, size, size), crop_pct=crop_pct, interpolation=interpolation,
+            mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+        )
+        tensors[name] = t(Image.open(img_path).convert("RGB")).contiguous()
+        meta[name] = json.dumps({"size": size, "crop_pct": crop_pct, "interpolation": interpolation})
+    path = os.path.join(out_dir, "preprocess.safetensors")
+    save_file(tensors, path, metadata=meta)
+    print(f"preprocessing: {len(tensors)} cases -> {path}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "fixtures", "timm"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    preprocess_reference(args.out)
     torch.set_default_dtype(torch.float64)
     images = torch.from_numpy((4.0 * uniforms(SEED, "images", BATCH * 3 * PX * PX) - 2.0).reshape(BATCH, 3, PX, PX))
     for arch in ARCHS:
