@@ -109,7 +109,8 @@ impl Conv2d {
         b: &mut Builder<'_>,
         name: &str,
     ) -> Result<Self> {
-        if cfg.groups == 0 || c_in % cfg.groups != 0 || c_out % cfg.groups != 0 {
+        if cfg.groups == 0 || !c_in.is_multiple_of(cfg.groups) || !c_out.is_multiple_of(cfg.groups)
+        {
             return Err(Error::InvalidConfig {
                 what: "conv groups",
                 detail: format!(

@@ -254,6 +254,8 @@ pub struct UniversalInvertedResidual {
 }
 
 /// One MobileNetV4 block.
+// Built once per model: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum MnBlock {
     /// `cn`.

@@ -82,7 +82,12 @@ impl RegNetConfig {
 
     /// The four stages this design generates.
     pub fn stages(&self) -> Result<Vec<RegStage>> {
-        if !(self.wa >= 0.0 && self.w0 > 0 && self.wm > 1.0 && self.w0 % 8 == 0 && self.depth > 0) {
+        if !(self.wa >= 0.0
+            && self.w0 > 0
+            && self.wm > 1.0
+            && self.w0.is_multiple_of(8)
+            && self.depth > 0)
+        {
             return Err(Error::InvalidConfig {
                 what: "regnet config",
                 detail: format!(

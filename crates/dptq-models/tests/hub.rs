@@ -108,8 +108,7 @@ fn a_file_missing_from_the_cache_offline_is_an_error_naming_repo_and_cache() -> 
         revision: "main".into(),
     };
     let err = hub::fetch("timm/resnet18.a1_in1k", &opts)
-        .err()
-        .expect("offline miss")
+        .expect_err("offline miss")
         .to_string();
     assert!(
         err.contains("timm/resnet18.a1_in1k") && err.contains("models--timm--resnet18.a1_in1k"),
@@ -156,8 +155,7 @@ fn an_imagenet_head_is_reinitialised_for_another_number_of_classes() -> Result<(
     let other = ParamStore::new(3, DType::F32, &Device::Cpu);
     build("resnet_small", 37, &other)?;
     let err = load_weights("resnet_small", &other, &path)
-        .err()
-        .expect("mismatch")
+        .expect_err("mismatch")
         .to_string();
     assert!(err.contains("in1k.safetensors"), "{err}");
     Ok(())

@@ -134,8 +134,7 @@ fn a_missing_images_tensor_is_an_error_naming_the_file() -> Result<()> {
         &input,
         &dir.path().join("y.safetensors"),
     )
-    .err()
-    .expect("error")
+    .expect_err("error")
     .to_string();
     assert!(
         err.contains("x.safetensors") && err.contains("\"images\"") && err.contains("pixels"),
@@ -202,8 +201,7 @@ fn an_image_is_classified_with_hub_weights_preprocessing_and_imagenet_names() ->
         &opts,
         &Device::Cpu,
     )
-    .err()
-    .expect("error")
+    .expect_err("error")
     .to_string();
     assert!(err.contains("none.jpg"), "{err}");
     Ok(())

@@ -203,8 +203,7 @@ fn malformed_plans_are_errors_naming_n_l_and_k() -> Result<()> {
     let wrong_l = bits_tensor(&[vec![4; 8], vec![4; 8]])?;
     let err = model
         .forward(&xs, &QuantPlan::bits(&wrong_l), BnMode::Eval, None)
-        .err()
-        .expect("error")
+        .expect_err("error")
         .to_string();
     assert!(err.contains("[2, 8]") && err.contains("[2, 9]"), "{err}");
     let sel = Tensor::zeros((2, 9, 3), DType::F64, &Device::Cpu)?;
@@ -216,8 +215,7 @@ fn malformed_plans_are_errors_naming_n_l_and_k() -> Result<()> {
             BnMode::Eval,
             None,
         )
-        .err()
-        .expect("error");
+        .expect_err("error");
     assert!(
         err.to_string().contains("[2, 9, 3]") && err.to_string().contains("[2, 9, 2]"),
         "{err}"
@@ -231,8 +229,7 @@ fn malformed_plans_are_errors_naming_n_l_and_k() -> Result<()> {
             BnMode::Eval,
             None,
         )
-        .err()
-        .expect("error");
+        .expect_err("error");
     assert!(
         err.to_string().contains("layer mask") && err.to_string().contains("[9]"),
         "{err}"
