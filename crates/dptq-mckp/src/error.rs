@@ -32,12 +32,13 @@ pub enum Error {
         got: usize,
     },
 
-    /// Back-pointers are stored in one byte, so a group holds at most 256 items.
+    /// Choices are reported as `u32`, so a group holds at most [`MAX_ITEMS`](crate::MAX_ITEMS)
+    /// items.
     #[error("{items} items per group, at most {max} are supported")]
     TooManyItems {
         /// Items per group requested.
         items: usize,
-        /// The supported maximum (256).
+        /// The supported maximum.
         max: usize,
     },
 

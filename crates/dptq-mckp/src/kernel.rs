@@ -5,12 +5,14 @@
 //! ```text
 //! V_L(s) = 0 if s == 0 (Exact) or s >= 0 (AtMost), else -inf
 //! V_i(s) = max_j  p_ij + V_{i+1}(s - w_ij)          (w_ij: shifted weight)
-//! arg_i(s) = the smallest j reaching the maximum      (strict `>`, items in order)
 //! ```
 //!
-//! and the choice is read forwards: `s = S; c_i = arg_i(s); s -= w_{i c_i}`. Each block of
-//! states is a branch-free loop over the items (add, compare, select) that the compiler
-//! turns into SIMD code; back-pointers are bytes.
+//! Each block of states is a branch-free loop over the items (add, max) that the compiler
+//! turns into SIMD code (`maxps(a, b)` is exactly `if a > b { a } else { b }`). Every row
+//! `V_i` is kept, so no back-pointer is written in the hot loop: the choice is read forwards,
+//! `s = S; c_i = the first j with p_ij + V_{i+1}(s - w_ij) == V_i(s); s -= w_{i c_i}`, the
+//! same float expression as in the maximum, hence the same first maximiser that a strict `>`
+//! scan over the items keeps.
 
 use crate::problem::{LANES, Plan, try_vec};
 use crate::{Error, Mode, Profit, Result};
@@ -18,24 +20,21 @@ use crate::{Error, Mode, Profit, Result};
 /// The buffers one solver reuses for every instance.
 #[derive(Clone, Debug)]
 pub(crate) struct Scratch<P> {
-    /// Two value rows `[2, row_len]`, used alternately by consecutive groups.
-    rows: Vec<P>,
-    /// The constant row `V_L`.
-    term: Vec<P>,
-    /// Back-pointers of every group, `arg_len` bytes.
-    args: Vec<u8>,
+    /// Value rows `[L + 1, row_len]`; row `L` is the constant `V_L`. Entries outside the
+    /// states a group writes stay `-inf`.
+    values: Vec<P>,
 }
 
 impl<P: Profit> Scratch<P> {
     pub(crate) fn new(plan: &Plan) -> Option<Self> {
-        let rows = try_vec(plan.row_len.checked_mul(2)?, P::NEG_INFINITY)?;
-        let mut term = try_vec(plan.row_len, P::NEG_INFINITY)?;
+        let len = plan.row_len.checked_mul(plan.groups.checked_add(1)?)?;
+        let mut values = try_vec(len, P::NEG_INFINITY)?;
+        let term = &mut values[plan.groups * plan.row_len..];
         match plan.mode {
             Mode::Exact => term[plan.pad] = P::ZERO,
             Mode::AtMost => term[plan.pad..].fill(P::ZERO),
         }
-        let args = try_vec(plan.arg_len, 0u8)?;
-        Some(Self { rows, term, args })
+        Some(Self { values })
     }
 }
 
@@ -73,7 +72,9 @@ pub(crate) fn solve_batch<P: Profit>(
     first: usize,
 ) -> Result<()> {
     match kernel {
-        Kernel::Portable => solve_batch_inline(plan, scratch, profits, choices, totals, first),
+        Kernel::Portable => {
+            solve_batch_inline::<P, false>(plan, scratch, profits, choices, totals, first)
+        }
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Kernel::Avx2` is only selected after `is_x86_feature_detected!("avx2")`.
         Kernel::Avx2 => unsafe { solve_batch_avx2(plan, scratch, profits, choices, totals, first) },
@@ -90,11 +91,13 @@ fn solve_batch_avx2<P: Profit>(
     totals: &mut [P],
     first: usize,
 ) -> Result<()> {
-    solve_batch_inline(plan, scratch, profits, choices, totals, first)
+    solve_batch_inline::<P, true>(plan, scratch, profits, choices, totals, first)
 }
 
+/// `AVX2`: compute rows with [`Sealed::row_avx2`](crate::profit::sealed::Sealed::row_avx2)
+/// (only ever true on a CPU with AVX2).
 #[inline(always)]
-fn solve_batch_inline<P: Profit>(
+fn solve_batch_inline<P: Profit, const AVX2: bool>(
     plan: &Plan,
     scratch: &mut Scratch<P>,
     profits: &[P],
@@ -111,29 +114,29 @@ fn solve_batch_inline<P: Profit>(
         if !all_within(p, limit) {
             return Err(bad_profit(p, limit, plan, first + n));
         }
-        *total = solve_instance(plan, scratch, p, c);
+        *total = solve_instance::<P, AVX2>(plan, scratch, p, c);
     }
     Ok(())
 }
 
-/// Whether every `|p| <= limit` (false for NaN and infinities). Lane-wise so that it
-/// vectorises; the exact culprit is found by [`bad_profit`] when this fails.
+/// Whether every `|p| <= limit` (false for NaN and infinities). Lane-wise counters so that
+/// it vectorises; the exact culprit is found by [`bad_profit`] when this fails.
 // `!(x <= limit)` is deliberate: it is true for NaN.
 #[allow(clippy::neg_cmp_op_on_partial_ord)]
 #[inline(always)]
 fn all_within<P: Profit>(profits: &[P], limit: P) -> bool {
-    let mut bad = [false; LANES];
+    let mut bad = [0u32; LANES];
     let blocks = profits.chunks_exact(LANES);
     let rest = blocks.remainder();
     for block in blocks {
         for l in 0..LANES {
-            bad[l] |= !(block[l].abs() <= limit);
+            bad[l] += !(block[l].abs() <= limit) as u32;
         }
     }
     for &p in rest {
-        bad[0] |= !(p.abs() <= limit);
+        bad[0] += !(p.abs() <= limit) as u32;
     }
-    !bad.iter().any(|&b| b)
+    bad.iter().all(|&b| b == 0)
 }
 
 #[cold]
@@ -174,68 +177,99 @@ fn bad_profit<P: Profit>(profits: &[P], limit: P, plan: &Plan, instance: usize) 
 /// Solve one instance (`profits` `[L, K]`, all within the limit); writes `choices` `[L]` and
 /// returns the optimal total profit `V_0(S)`.
 #[inline(always)]
-fn solve_instance<P: Profit>(
+fn solve_instance<P: Profit, const AVX2: bool>(
     plan: &Plan,
     scratch: &mut Scratch<P>,
     profits: &[P],
     choices: &mut [u32],
 ) -> P {
-    let (groups, items, pad, row_len) = (plan.groups, plan.items, plan.pad, plan.row_len);
-    let Scratch { rows, term, args } = scratch;
-    for i in (0..groups).rev() {
-        let (a, b) = rows.split_at_mut(row_len);
-        let (cur, next) = if i % 2 == 0 { (a, &*b) } else { (b, &*a) };
-        let next: &[P] = if i + 1 == groups { term } else { next };
-        let w = &plan.shifted[i * items..(i + 1) * items];
-        let p = &profits[i * items..(i + 1) * items];
-        let blocks = plan.blocks[i];
-        let args = &mut args[plan.arg_offset[i]..plan.arg_offset[i] + blocks * LANES];
-        let start = pad + plan.lo[i];
-        for (b, arg_out) in args.chunks_exact_mut(LANES).enumerate() {
-            let base = start + b * LANES;
-            let mut best = load(next, base - w[0] as usize);
-            for v in best.iter_mut() {
-                *v = *v + p[0];
-            }
-            let mut arg = [0u8; LANES];
-            for j in 1..items {
-                let src = load(next, base - w[j] as usize);
-                let pj = p[j];
-                for l in 0..LANES {
-                    let cand = src[l] + pj;
-                    let gt = cand > best[l];
-                    best[l] = if gt { cand } else { best[l] };
-                    arg[l] = if gt { j as u8 } else { arg[l] };
-                }
-            }
-            cur[base..base + LANES].copy_from_slice(&best);
-            arg_out.copy_from_slice(&arg);
+    let (items, pad, row_len) = (plan.items, plan.pad, plan.row_len);
+    let values = &mut scratch.values;
+    let per_group = (plan
+        .shifted
+        .chunks_exact(items)
+        .zip(profits.chunks_exact(items)))
+    .zip(plan.lo.iter().zip(&plan.blocks))
+    .enumerate();
+    for (i, ((w, p), (&lo, &blocks))) in per_group.rev() {
+        let (head, tail) = values.split_at_mut((i + 1) * row_len);
+        let (cur, next) = (&mut head[i * row_len..], &tail[..row_len]);
+        let start = pad + lo;
+        // `Plan::new` checks `w_ij <= pad` and `pad + lo_i + blocks_i * LANES <= row_len`.
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 {
+            // SAFETY: AVX2 was detected (`Kernel::Avx2`); bounds as checked by `Plan::new`.
+            unsafe { P::row_avx2(next, start, cur, w, p, blocks) };
+        } else {
+            row_portable(next, start, cur, w, p, blocks);
         }
-        if i > 0 {
-            let end = plan.lo[i] + blocks * LANES;
-            let fill = match plan.mode {
-                Mode::Exact => P::NEG_INFINITY,
-                Mode::AtMost => cur[pad + plan.hi[i]],
-            };
+        #[cfg(not(target_arch = "x86_64"))]
+        row_portable(next, start, cur, w, p, blocks);
+        // AtMost: states past hi_i are worth V_i(hi_i); group i - 1 may read them.
+        if plan.mode == Mode::AtMost && i > 0 {
+            let end = lo + blocks * LANES;
             if plan.fill_end[i] > end {
+                let fill = cur[pad + plan.hi[i]];
                 cur[pad + end..pad + plan.fill_end[i]].fill(fill);
             }
         }
     }
-    let total = rows[pad + plan.capacity];
+    // Read the choice forwards: the first item whose candidate equals the row's optimum.
+    let total = values[pad + plan.capacity];
     let mut s = plan.capacity;
-    for (i, c) in choices.iter_mut().enumerate() {
-        let x = s.min(plan.hi[i]);
-        let j = args[plan.arg_offset[i] + x.saturating_sub(plan.lo[i])] as usize;
+    let rows = values
+        .chunks_exact(row_len)
+        .zip(values.chunks_exact(row_len).skip(1));
+    let per_group = (plan
+        .shifted
+        .chunks_exact(items)
+        .zip(profits.chunks_exact(items)))
+    .zip(rows.zip(&plan.hi));
+    for (((w, p), ((cur, next), &hi)), c) in per_group.zip(choices.iter_mut()) {
+        let x = s.min(hi);
+        let target = cur[pad + x];
+        let j = w
+            .iter()
+            .zip(p)
+            // `w_ij <= pad` (`Plan::new`) and `x <= capacity`, so `pad + x - w_ij` is in the row.
+            .position(|(&wj, &pj)| pj + next[pad + x - wj as usize] == target)
+            .unwrap_or(0);
         *c = j as u32;
-        s = s.saturating_sub(plan.shifted[i * items + j] as usize);
+        s = x.saturating_sub(w[j] as usize);
     }
     total
 }
 
+/// One row of the dynamic program, block by block, in plain Rust that the compiler
+/// vectorises: `cur[start + s] = max_j p[j] + next[start + s - w[j]]` for `s` in
+/// `0..blocks * LANES`, ties keeping the earlier item (`if cand > best`).
 #[inline(always)]
-fn load<P: Profit>(row: &[P], at: usize) -> [P; LANES] {
-    let mut out = [P::NEG_INFINITY; LANES];
-    out.copy_from_slice(&row[at..at + LANES]);
-    out
+fn row_portable<P: Profit>(
+    next: &[P],
+    start: usize,
+    cur: &mut [P],
+    w: &[u32],
+    p: &[P],
+    blocks: usize,
+) {
+    assert!(start + blocks * LANES <= next.len() && w.iter().all(|&w| w as usize <= start));
+    let next = next.as_ptr();
+    for b in 0..blocks {
+        let base = start + b * LANES;
+        // SAFETY: `base - w + LANES <= start + blocks * LANES <= next.len()` (asserted above).
+        let load = |w: u32| unsafe { *next.add(base - w as usize).cast::<[P; LANES]>() };
+        let mut best = load(w[0]);
+        for v in best.iter_mut() {
+            *v = *v + p[0];
+        }
+        for j in 1..w.len() {
+            let src = load(w[j]);
+            let pj = p[j];
+            for l in 0..LANES {
+                let cand = src[l] + pj;
+                best[l] = if cand > best[l] { cand } else { best[l] };
+            }
+        }
+        cur[base..base + LANES].copy_from_slice(&best);
+    }
 }

@@ -37,6 +37,8 @@ mod error;
 mod kernel;
 mod problem;
 mod profit;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 mod solver;
 #[cfg(feature = "candle")]
 mod ste;

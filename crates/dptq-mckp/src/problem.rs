@@ -2,12 +2,14 @@
 
 use crate::{Error, Result};
 
-/// Most items a group may hold: back-pointers are stored in one byte.
-pub const MAX_ITEMS: usize = 256;
+/// Most items a group may hold: choices are reported as `u32`.
+pub const MAX_ITEMS: usize = u32::MAX as usize;
 
 /// Most memory, in bytes, the tables of one problem and one solver may take (1 GiB): the
-/// back-pointers (about `L x (S + 8)` bytes for a shifted capacity `S`), three value rows
-/// and the per-group bookkeeping. Larger problems fail with [`Error::TableTooLarge`].
+/// `L + 1` value rows of `S + spread + 9` profits each (`S` = budget minus the lightest total,
+/// `spread` = the largest `max - min` weight of a group; counted as f64) and the per-group
+/// bookkeeping. Larger problems fail with [`Error::TableTooLarge`]. A parallel batch uses one
+/// such table per thread.
 pub const MAX_TABLE_BYTES: usize = 1 << 30;
 
 /// How the total weight must relate to the budget `B`.
@@ -358,20 +360,20 @@ pub(crate) struct Plan {
     /// States `[end_i, fill_end_i)` of row `i` that group `i - 1` reads beyond the computed
     /// blocks; they are filled with `-inf` (`Exact`) or `V_i(hi_i)` (`AtMost`).
     pub fill_end: Vec<usize>,
-    /// Offset of group `i`'s back-pointers in the back-pointer table.
-    pub arg_offset: Vec<usize>,
-    /// Length of the back-pointer table.
-    pub arg_len: usize,
 }
 
 impl Plan {
     fn new(weights: &Weights, capacity: usize, mode: Mode) -> Option<Self> {
         let (groups, items) = (weights.groups, weights.items);
-        // Bytes needed, checked before any allocation of that size: shifted weights and 7
-        // per-group words, three value rows of f64 at worst, then the back-pointers.
-        let fixed = groups.checked_mul(items * 4 + 7 * 8)?;
+        // Bytes needed, checked before any allocation of that size: shifted weights and 6
+        // per-group words, then L + 1 value rows of f64 at worst (checked again below with
+        // their padding).
+        let fixed = groups.checked_mul(items * 4 + 6 * 8)?;
         let within = |bytes: usize| bytes <= MAX_TABLE_BYTES;
-        if !within(fixed.checked_add(capacity.checked_mul(3 * 8)?)?) {
+        let rows = capacity
+            .checked_mul(groups.checked_add(1)?)?
+            .checked_mul(8)?;
+        if !within(fixed.checked_add(rows)?) {
             return None;
         }
         let mut shifted = Vec::new();
@@ -385,7 +387,12 @@ impl Plan {
         }
         let pad = spread.iter().copied().max().unwrap_or(0);
         let row_len = pad.checked_add(capacity)?.checked_add(LANES + 1)?;
-        let fixed = fixed.checked_add(row_len.checked_mul(3 * 8)?)?;
+        // Value rows: L + 1 of them, f64 at worst.
+        let fixed = fixed.checked_add(
+            row_len
+                .checked_mul(groups.checked_add(1)?)?
+                .checked_mul(8)?,
+        )?;
         if !within(fixed) {
             return None;
         }
@@ -395,17 +402,11 @@ impl Plan {
         for i in (0..groups).rev() {
             suffix[i] = suffix[i + 1].saturating_add(spread[i]);
         }
-        let (mut lo, mut hi, mut blocks, mut arg_offset) = (
-            try_vec(0, 0)?,
-            try_vec(0, 0)?,
-            try_vec(0, 0)?,
-            try_vec(0, 0)?,
-        );
-        for v in [&mut lo, &mut hi, &mut blocks, &mut arg_offset] {
+        let (mut lo, mut hi, mut blocks) = (try_vec(0, 0)?, try_vec(0, 0)?, try_vec(0, 0)?);
+        for v in [&mut lo, &mut hi, &mut blocks] {
             v.try_reserve_exact(groups).ok()?;
         }
         let mut prefix = 0usize;
-        let mut arg_len = 0usize;
         for i in 0..groups {
             let l = capacity.saturating_sub(prefix);
             let h = capacity.min(suffix[i]);
@@ -413,12 +414,16 @@ impl Plan {
             lo.push(l);
             hi.push(h);
             blocks.push(b);
-            arg_offset.push(arg_len);
-            arg_len = arg_len.checked_add(b * LANES)?;
-            if !within(fixed.checked_add(arg_len)?) {
+            prefix = prefix.saturating_add(spread[i]).min(capacity);
+        }
+        // The kernel reads `row[pad + lo_i + 8b - w .. + 8]` without bounds checks: make sure.
+        for i in 0..groups {
+            if pad + lo[i] + blocks[i] * LANES > row_len {
                 return None;
             }
-            prefix = prefix.saturating_add(spread[i]).min(capacity);
+        }
+        if shifted.iter().any(|&w| w as usize > pad) {
+            return None;
         }
         let mut fill_end = try_vec(groups, 0usize)?;
         for i in 1..groups {
@@ -437,8 +442,6 @@ impl Plan {
             hi,
             blocks,
             fill_end,
-            arg_offset,
-            arg_len,
         })
     }
 }

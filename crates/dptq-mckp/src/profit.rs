@@ -3,10 +3,56 @@
 use std::fmt::{Debug, Display};
 use std::ops::Add;
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
+pub(crate) mod sealed {
+    /// Seals [`Profit`](super::Profit) and carries the per-type SIMD kernels.
+    pub trait Sealed: Sized {
+        /// One row of the dynamic program with AVX2: `cur[start + s] = max_j p[j] +
+        /// next[start + s - w[j]]` for `s` in `0..blocks * LANES` (see `crate::simd`).
+        ///
+        /// # Safety
+        ///
+        /// The CPU supports AVX2; `start >= max(w)`, `start + blocks * LANES <= next.len()`
+        /// and `<= cur.len()`; `w.len() == p.len() >= 1`.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn row_avx2(
+            next: &[Self],
+            start: usize,
+            cur: &mut [Self],
+            w: &[u32],
+            p: &[Self],
+            blocks: usize,
+        );
+    }
+
+    impl Sealed for f32 {
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn row_avx2(
+            next: &[Self],
+            start: usize,
+            cur: &mut [Self],
+            w: &[u32],
+            p: &[Self],
+            blocks: usize,
+        ) {
+            // SAFETY: forwarded contract.
+            unsafe { crate::simd::row_f32(next, start, cur, w, p, blocks) }
+        }
+    }
+
+    impl Sealed for f64 {
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn row_avx2(
+            next: &[Self],
+            start: usize,
+            cur: &mut [Self],
+            w: &[u32],
+            p: &[Self],
+            blocks: usize,
+        ) {
+            // SAFETY: forwarded contract.
+            unsafe { crate::simd::row_f64(next, start, cur, w, p, blocks) }
+        }
+    }
 }
 
 /// A floating-point profit: implemented for `f32` and `f64` (sealed).

@@ -118,15 +118,15 @@ fn per_group_weights_allow_different_options_per_layer() {
 }
 
 #[test]
-fn the_last_of_256_items_can_be_chosen() {
-    // weights 1..=256 in two groups, exactly 257: only (1, 256) and (256, 1) and pairs in
-    // between; make item 255 of group 0 the best
-    let items: Vec<u32> = (1..=256).collect();
-    let problem = Problem::uniform(&items, 2, 257, Mode::Exact).unwrap();
-    let mut p = vec![0.0f32; 512];
-    p[255] = 10.0;
+fn groups_may_hold_hundreds_of_items() {
+    // weights 1..=300 in two groups, exactly 301: pairs (w, 301 - w); make item 299 of
+    // group 0 (weight 300) the best, which forces item 0 (weight 1) in group 1
+    let items: Vec<u32> = (1..=300).collect();
+    let problem = Problem::uniform(&items, 2, 301, Mode::Exact).unwrap();
+    let mut p = vec![0.0f32; 600];
+    p[299] = 10.0;
     let s = Solver::<f32>::new(&problem).unwrap().solve(&p).unwrap();
-    assert_eq!((s.choices, s.weight), (vec![255, 0], 257));
+    assert_eq!((s.choices, s.weight, s.profit), (vec![299, 0], 301, 10.0));
 }
 
 #[test]
