@@ -1,8 +1,9 @@
 //! `dptq bench models`: throughput of the architectures on CPU — full-precision eval,
 //! quantized eval (16-bit weights, per-example activation bits at every layer) and a
 //! training step — with peak memory, as ratios to PyTorch/timm measured in the same run
-//! (`tools/bench_torch.py`). Each (arch, mode) runs in its own process, so that peak RSS
-//! is that mode's.
+//! (`tools/bench_torch.py`, run right after each candle measurement). Each (arch, group)
+//! runs in its own process, so that peak RSS is that group's; the two eval modes run in one
+//! process, iterations interleaved, so that their ratio is robust to a noisy machine.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -23,8 +24,9 @@ pub struct Args {
         default_value = "resnet_small,resnet18,resnet50,mobilenetv4_conv_medium,regnetx_016"
     )]
     archs: Vec<String>,
-    /// Modes, comma-separated: fp (eval), q (quantized eval), train (one SGD step).
-    #[arg(long, value_delimiter = ',', default_value = "fp,q,train")]
+    /// Groups, comma-separated: eval (FP and quantized eval, interleaved), train (one SGD
+    /// step: forward, cross-entropy, backward, update).
+    #[arg(long, value_delimiter = ',', default_value = "eval,train")]
     modes: Vec<String>,
     /// Batch size.
     #[arg(long, default_value_t = 16)]
@@ -67,7 +69,7 @@ struct Measurement {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(arch) = &args.single {
-        let mode = args.modes.first().map(String::as_str).unwrap_or("fp");
+        let mode = args.modes.first().map(String::as_str).unwrap_or("eval");
         let m = measure(arch, mode, &args)?;
         println!("{}", serde_json::to_string(&m)?);
         return Ok(());
@@ -116,22 +118,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            tracing::info!(
-                "{arch} {mode}: candle {:.2} img/s{}",
-                ours.img_per_s,
-                theirs.as_ref().map_or(String::new(), |t| format!(
-                    ", pytorch {:.2} img/s",
-                    t.img_per_s
-                ))
-            );
-            rows.push((ours, theirs));
+            for m in ours {
+                let t = theirs
+                    .as_ref()
+                    .and_then(|t| t.iter().find(|t| t.mode == m.mode).cloned());
+                tracing::info!(
+                    "{arch} {}: candle {:.2} img/s{}",
+                    m.mode,
+                    m.img_per_s,
+                    t.as_ref().map_or(String::new(), |t| format!(
+                        ", pytorch {:.2} img/s",
+                        t.img_per_s
+                    ))
+                );
+                rows.push((m, t));
+            }
         }
     }
     print_table(&rows, &args, threads);
     Ok(())
 }
 
-fn run_json(mut cmd: Command) -> anyhow::Result<Measurement> {
+fn run_json(mut cmd: Command) -> anyhow::Result<Vec<Measurement>> {
     let out = cmd
         .output()
         .with_context(|| format!("cannot run {cmd:?}"))?;
@@ -156,35 +164,52 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn measure(arch: &str, mode: &str, args: &Args) -> anyhow::Result<Measurement> {
+fn measure(arch: &str, mode: &str, args: &Args) -> anyhow::Result<Vec<Measurement>> {
     let dev = Device::Cpu;
     let store = ParamStore::new(0, DType::F32, &dev);
     let xs = Tensor::randn(0f32, 1.0, (args.batch, 3, args.px, args.px), &dev)?;
-    let (mut times, mut fwd, mut bwd) = (Vec::new(), Vec::new(), Vec::new());
+    let measurement = |mode: &str, times: Vec<f64>, fwd: Vec<f64>, bwd: Vec<f64>| {
+        let seconds = median(times);
+        Measurement {
+            arch: arch.to_string(),
+            mode: mode.to_string(),
+            seconds,
+            img_per_s: args.batch as f64 / seconds,
+            forward_s: (!fwd.is_empty()).then(|| median(fwd)),
+            backward_s: (!bwd.is_empty()).then(|| median(bwd)),
+            peak_rss_mb: peak_rss_mb(),
+        }
+    };
     match mode {
-        "fp" | "q" => {
+        "eval" => {
+            // Frozen store: detached weights, no autograd graph.
             let model = build(arch, 1000, &store.frozen())?;
             let l = model.quant_layers().len();
             let bits = seeded::seeded_bits(0, args.batch, l, 3, 10, &dev)?;
-            let plan = if mode == "q" {
-                QuantPlan::bits(&bits)
-            } else {
-                QuantPlan::full_precision()
-            };
+            let plans = [QuantPlan::full_precision(), QuantPlan::bits(&bits)];
+            let mut times = [Vec::new(), Vec::new()];
             for i in 0..=args.iters {
-                let t = Instant::now();
-                let logits = model.forward(&xs, &plan, BnMode::Eval, None)?;
-                logits.to_vec2::<f32>()?;
-                if i > 0 {
-                    times.push(t.elapsed().as_secs_f64());
+                for (plan, times) in plans.iter().zip(&mut times) {
+                    let t = Instant::now();
+                    let logits = model.forward(&xs, plan, BnMode::Eval, None)?;
+                    logits.to_vec2::<f32>()?;
+                    if i > 0 {
+                        times.push(t.elapsed().as_secs_f64());
+                    }
                 }
             }
+            let [fp, q] = times;
+            Ok(vec![
+                measurement("fp", fp, vec![], vec![]),
+                measurement("q", q, vec![], vec![]),
+            ])
         }
         "train" => {
             let model = build(arch, 1000, &store)?;
             let labels =
                 Tensor::from_vec((0..args.batch as u32).collect::<Vec<_>>(), args.batch, &dev)?;
             let vars = store.trainable_vars();
+            let (mut times, mut fwd, mut bwd) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..=args.iters {
                 let t = Instant::now();
                 let logits =
@@ -206,19 +231,10 @@ fn measure(arch: &str, mode: &str, args: &Args) -> anyhow::Result<Measurement> {
                     bwd.push(t_bwd);
                 }
             }
+            Ok(vec![measurement("train", times, fwd, bwd)])
         }
-        other => bail!("unknown mode {other:?} (known: fp, q, train)"),
+        other => bail!("unknown group {other:?} (known: eval, train)"),
     }
-    let seconds = median(times);
-    Ok(Measurement {
-        arch: arch.to_string(),
-        mode: mode.to_string(),
-        seconds,
-        img_per_s: args.batch as f64 / seconds,
-        forward_s: (!fwd.is_empty()).then(|| median(fwd)),
-        backward_s: (!bwd.is_empty()).then(|| median(bwd)),
-        peak_rss_mb: peak_rss_mb(),
-    })
 }
 
 fn print_table(rows: &[(Measurement, Option<Measurement>)], args: &Args, threads: usize) {
@@ -249,15 +265,17 @@ fn print_table(rows: &[(Measurement, Option<Measurement>)], args: &Args, threads
             fmt(theirs.as_ref().and_then(|t| t.peak_rss_mb), 0),
         );
     }
-    // Quantized over full-precision forward time, per arch (target <= 1.3).
+    // Quantized over full-precision eval time, per arch (target <= 1.3).
     println!();
-    for (fp, _) in rows.iter().filter(|(m, _)| m.mode == "fp") {
-        if let Some((q, _)) = rows
-            .iter()
-            .find(|(m, _)| m.mode == "q" && m.arch == fp.arch)
-        {
+    let find = |arch: &str, mode: &str| rows.iter().find(|(m, _)| m.arch == arch && m.mode == mode);
+    for (fp, fp_torch) in rows.iter().filter(|(m, _)| m.mode == "fp") {
+        if let Some((q, q_torch)) = find(&fp.arch, "q") {
+            let torch = match (fp_torch, q_torch) {
+                (Some(tf), Some(tq)) => format!(", {:.2} (PyTorch)", tq.seconds / tf.seconds),
+                _ => String::new(),
+            };
             println!(
-                "{}: quantized / FP eval time = {:.2}",
+                "{}: quantized / FP eval time = {:.2} (candle){torch}",
                 fp.arch,
                 q.seconds / fp.seconds
             );
