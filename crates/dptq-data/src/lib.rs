@@ -16,6 +16,7 @@ mod error;
 mod fetch;
 mod idx;
 mod loader;
+mod resample;
 mod spec;
 mod transform;
 

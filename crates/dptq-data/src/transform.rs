@@ -8,7 +8,7 @@
 use std::f32::consts::PI;
 
 use candle_core::Tensor;
-use image::imageops::{self, FilterType};
+use image::imageops;
 use image::{Rgb, RgbImage};
 use imageproc::geometric_transformations::{Interpolation as Warp, Projection, warp};
 use rand::Rng;
@@ -16,6 +16,7 @@ use rand::seq::SliceRandom;
 use rand_distr::{Beta, Distribution};
 
 use crate::error::{Error, Result};
+use crate::resample;
 
 /// Resampling filter for resizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -38,14 +39,6 @@ impl Interpolation {
             "bilinear" => Ok(Self::Bilinear),
             "bicubic" => Ok(Self::Bicubic),
             _ => Err(Error::config("interpolation", format!("unknown {name:?}"))),
-        }
-    }
-
-    fn filter(self) -> FilterType {
-        match self {
-            Self::Nearest => FilterType::Nearest,
-            Self::Bilinear => FilterType::Triangle,
-            Self::Bicubic => FilterType::CatmullRom,
         }
     }
 }
@@ -117,10 +110,7 @@ pub fn resize_shorter(img: &RgbImage, short: u32, interpolation: Interpolation) 
     } else {
         (((short as u64 * w as u64) / h as u64).max(1) as u32, short)
     };
-    if (nw, nh) == (w, h) {
-        return img.clone();
-    }
-    imageops::resize(img, nw, nh, interpolation.filter())
+    resample::resize(img, nw, nh, interpolation)
 }
 
 /// Crops the central `size x size` window (torchvision `CenterCrop`; zero padding
@@ -497,16 +487,23 @@ fn grey(p: &[u8]) -> f32 {
 
 /// Blends with black: `p * factor`.
 pub fn adjust_brightness(img: &mut RgbImage, factor: f32) {
-    img.iter_mut()
-        .for_each(|v| *v = clamp_u8(*v as f32 * factor));
+    apply_lut(img, |v| v * factor);
+}
+
+/// Maps every channel value through `f` (tabulated once for the 256 levels).
+fn apply_lut(img: &mut RgbImage, f: impl Fn(f32) -> f32) {
+    let mut lut = [0u8; 256];
+    for (v, slot) in lut.iter_mut().enumerate() {
+        *slot = clamp_u8(f(v as f32));
+    }
+    img.iter_mut().for_each(|v| *v = lut[*v as usize]);
 }
 
 /// Blends with the image's mean grey level: `mean + factor * (p - mean)`.
 pub fn adjust_contrast(img: &mut RgbImage, factor: f32) {
     let n = (img.width() * img.height()).max(1) as f32;
     let mean = img.as_raw().chunks_exact(3).map(grey).sum::<f32>() / n;
-    img.iter_mut()
-        .for_each(|v| *v = clamp_u8(mean + factor * (*v as f32 - mean)));
+    apply_lut(img, |v| mean + factor * (v - mean));
 }
 
 /// Blends with the pixel's grey level: `g + factor * (p - g)`.
@@ -711,8 +708,7 @@ impl TrainTransform {
                 if (w, h) == (size, size) {
                     crop_padded(img, l as i64, t as i64, w, h)
                 } else {
-                    let view = imageops::crop_imm(img, l, t, w, h);
-                    imageops::resize(&*view, size, size, self.interpolation.filter())
+                    resample::resize_window(img, (l, t, w, h), size, size, self.interpolation)
                 }
             }
             None => center_crop(&resize_shorter(img, size, self.interpolation), size),
