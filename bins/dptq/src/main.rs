@@ -25,6 +25,9 @@ enum Command {
     /// Measure throughput of the solver and the quantizers.
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
+    /// Inspect datasets (`info`) and download them (`fetch pets`).
+    #[command(subcommand)]
+    Data(cmd::data::Data),
 }
 
 fn main() {
@@ -35,6 +38,7 @@ fn main() {
         Command::Predict(args) => cmd::predict::run(args),
         Command::Layers(args) => cmd::layers::run(args),
         Command::Bench(bench) => cmd::bench::run(bench),
+        Command::Data(data) => cmd::data::run(data),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

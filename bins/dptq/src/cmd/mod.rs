@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_models;
 pub mod bench_quant;
+pub mod data;
 pub mod layers;
 pub mod mckp;
 pub mod predict;
