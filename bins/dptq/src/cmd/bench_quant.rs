@@ -52,7 +52,10 @@ pub fn run(args: Args) -> Result<()> {
     let soft = (Tensor::ones((n, 8), DType::F32, &device)? / 8.0)?;
 
     let mut cases: Vec<(&str, Case<'_>)> = vec![
-        ("relu (baseline)", Box::new(|b| pass(b, xs.relu()))),
+        (
+            "relu (baseline against itself)",
+            Box::new(|b| pass(b, xs.relu())),
+        ),
         (
             "fake quant, 4 bits",
             Box::new(|b| pass(b, q.fake_quant(xs, &all4).map_err(Into::into))),
@@ -77,16 +80,25 @@ pub fn run(args: Args) -> Result<()> {
         ));
     }
 
-    // Interleaved rounds: every case sees the same machine load.
+    // Interleaved rounds, and every case is paired with a ReLU timed right before it,
+    // so that case and baseline see the same machine load (the machine is shared).
+    let time = |f: &Case<'_>, bwd: bool| -> Result<f64> {
+        let start = Instant::now();
+        f(bwd)?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    };
+    let relu: Case<'_> = Box::new(|b| pass(b, xs.relu()));
     let mut times = vec![[Vec::new(), Vec::new()]; cases.len()];
+    let mut baselines = vec![[Vec::new(), Vec::new()]; cases.len()];
     for round in 0..=args.reps {
         for (i, (_, case)) in cases.iter().enumerate() {
             for (k, bwd) in [false, true].into_iter().enumerate() {
-                let start = Instant::now();
-                case(bwd)?;
-                let ms = start.elapsed().as_secs_f64() * 1e3;
+                let base = time(&relu, bwd)?;
+                let t = time(case, bwd)?;
                 if round > 0 {
-                    times[i][k].push(ms); // round 0 warms up
+                    // round 0 warms up
+                    baselines[i][k].push(base);
+                    times[i][k].push(t);
                 }
             }
         }
@@ -99,21 +111,27 @@ pub fn run(args: Args) -> Result<()> {
         .iter_mut()
         .map(|[f, b]| [median(f), median(b)])
         .collect();
-    let [relu_f, relu_b] = medians[0];
+    let relu_medians: Vec<[f64; 2]> = baselines
+        .iter_mut()
+        .map(|[f, b]| [median(f), median(b)])
+        .collect();
 
     println!(
-        "[{n}, 64, 56, 56] f32, {} threads, median of {} rounds",
+        "[{n}, 64, 56, 56] f32, {} threads, median of {} rounds; each case is timed right \
+         after a ReLU (its baseline)",
         candle_core::utils::get_num_threads(),
         args.reps
     );
     println!();
-    println!("| case | fwd ms | fwd+bwd ms | fwd / ReLU fwd | fwd+bwd / ReLU fwd+bwd |");
-    println!("|---|---:|---:|---:|---:|");
-    for ((name, _), [f, b]) in cases.iter().zip(&medians) {
+    println!(
+        "| case | fwd ms | fwd+bwd ms | ReLU fwd ms | ReLU fwd+bwd ms | fwd / ReLU fwd | fwd+bwd / ReLU fwd+bwd |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (((name, _), [f, b]), [rf, rb]) in cases.iter().zip(&medians).zip(&relu_medians) {
         println!(
-            "| {name} | {f:.2} | {b:.2} | {:.2}x | {:.2}x |",
-            f / relu_f,
-            b / relu_b
+            "| {name} | {f:.2} | {b:.2} | {rf:.2} | {rb:.2} | {:.2}x | {:.2}x |",
+            f / rf,
+            b / rb
         );
     }
     if args.composed {
