@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod progress;
 
 /// Assess how badly dynamic post-training quantization can fail.
 #[derive(Debug, Parser)]
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the paper's pipeline on a preset and print Tables 1-3 (default: tiny, CPU).
+    Reproduce(cmd::reproduce::Args),
     /// Solve exact-budget bit allocations (JSON on stdin, JSON on stdout).
     Mckp(cmd::mckp::Args),
     /// Logits of tensors, optionally quantized per layer, or the top classes of a photo.
@@ -34,6 +37,7 @@ fn main() {
     cmd::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Reproduce(args) => cmd::reproduce::run(args),
         Command::Mckp(args) => cmd::mckp::run(args),
         Command::Predict(args) => cmd::predict::run(args),
         Command::Layers(args) => cmd::layers::run(args),

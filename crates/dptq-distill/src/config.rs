@@ -94,9 +94,10 @@ pub struct TrainConfig {
 pub struct TeacherConfig {
     /// Architecture (default `resnet_tiny_wide`; the paper: `resnet50`).
     pub arch: String,
-    /// Where the weights start: `scratch` (seeded random init), `hub` (the timm
-    /// ImageNet weights of `arch` from the Hugging Face hub, classifier re-initialised for
-    /// the dataset's classes) or `file:PATH` (timm-named safetensors; default `scratch`).
+    /// Where the weights start: `scratch` (seeded random init), `hub:REPO` (timm weights
+    /// such as `hub:timm/resnet50.a1_in1k`, from the local Hugging Face cache or
+    /// downloaded; the classifier head is re-initialised for the dataset's classes) or
+    /// `file:PATH` (timm-named safetensors; default `scratch`).
     pub init: String,
     /// Label smoothing of the cross-entropy (default 0.1).
     pub label_smoothing: f64,
@@ -246,9 +247,16 @@ impl Default for RunConfig {
     }
 }
 
-/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces. A
+/// tagged table whose `kind` changes (an optimizer switching from SGD to AdamW) is
+/// replaced whole, since the fields of one kind mean nothing to the other.
 fn merge(base: &mut toml::Value, over: toml::Value) {
     match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o))
+            if o.get("kind").is_some() && o.get("kind") != b.get("kind") =>
+        {
+            *b = o;
+        }
         (toml::Value::Table(b), toml::Value::Table(o)) => {
             for (k, v) in o {
                 match b.get_mut(&k) {
@@ -326,12 +334,6 @@ impl RunConfig {
             Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(value.into())),
             Err(_) => toml::Value::String(value.to_string()),
         };
-        let mut over = parsed;
-        for part in key.rsplit('.') {
-            let mut t = toml::Table::new();
-            t.insert(part.to_string(), over);
-            over = toml::Value::Table(t);
-        }
         let mut base = toml::Value::try_from(self).map_err(|e| Error::Config(e.to_string()))?;
         // Reject keys that do not exist: a typo must not silently do nothing.
         {
@@ -352,7 +354,25 @@ impl RunConfig {
                 }
             }
         }
-        merge(&mut base, over);
+        // The value replaces the key's whole value (a table given with --set is complete).
+        let parts: Vec<&str> = key.split('.').collect();
+        let Some((last, parents)) = parts.split_last() else {
+            return Err(Error::Config(format!(
+                "override {assignment:?} has an empty key"
+            )));
+        };
+        let mut cursor = &mut base;
+        for part in parents {
+            cursor = cursor
+                .get_mut(part)
+                .ok_or_else(|| Error::Config(format!("unknown configuration key {key:?}")))?;
+        }
+        match cursor.as_table_mut() {
+            Some(table) => {
+                table.insert(last.to_string(), parsed);
+            }
+            None => return Err(Error::Config(format!("{key:?} is not inside a table"))),
+        }
         let cfg: RunConfig = base
             .try_into()
             .map_err(|e: toml::de::Error| Error::Config(format!("override {assignment:?}: {e}")))?;

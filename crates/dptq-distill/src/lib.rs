@@ -43,8 +43,8 @@ pub use loss::{
 };
 pub use optim::{Optimizer, OptimizerConfig};
 pub use pairs::{
-    Pair, PairLosses, PairSettings, PairTrainer, Policy, StepTimes, check_budget, pair_losses,
-    profits_of,
+    Pair, PairLosses, PairSettings, PairTrainer, Policy, StepProfile, StepTimes, check_budget,
+    pair_losses, profile_pair_step, profits_of,
 };
 pub use pipeline::{RunLayout, parse_device, reproduce};
 pub use progress::{NoProgress, Progress, ProgressSink};

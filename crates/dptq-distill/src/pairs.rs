@@ -95,6 +95,10 @@ pub struct PairSettings {
     pub quantized_pass_bn: QuantizedPassBn,
     /// Policy learning rate = student learning rate x this factor.
     pub policy_lr_scale: f64,
+    /// Whether the quantized pass quantizes (true). `false` runs it at full precision
+    /// (same BatchNorm mode, no policy gradient): only for measuring the cost of fake
+    /// quantization in [`profile_pair_step`].
+    pub fake_quant: bool,
 }
 
 impl PairSettings {
@@ -115,6 +119,7 @@ impl PairSettings {
             } else {
                 1.0
             },
+            fake_quant: true,
         }
     }
 }
@@ -312,13 +317,17 @@ pub fn pair_losses(
     times.student_fp += clock.elapsed().as_secs_f64();
 
     let clock = Instant::now();
-    let plan = QuantPlan {
-        weight_bits: Some(s.weight_bits),
-        activations: ActivationPlan::Selection {
-            selection: &selection,
-            options: &s.options,
-        },
-        ..QuantPlan::full_precision()
+    let plan = if s.fake_quant {
+        QuantPlan {
+            weight_bits: Some(s.weight_bits),
+            activations: ActivationPlan::Selection {
+                selection: &selection,
+                options: &s.options,
+            },
+            ..QuantPlan::full_precision()
+        }
+    } else {
+        QuantPlan::full_precision()
     };
     let bn_q = match s.quantized_pass_bn {
         QuantizedPassBn::FrozenStats => BnMode::TrainFrozenStats,
@@ -426,4 +435,97 @@ impl StageModel for PairTrainer<'_> {
             ("detrimental_q_agree", ds[3]),
         ])
     }
+}
+
+/// Where the time of a stage-2 step goes, measured on one batch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StepProfile {
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Seconds per full step (teacher + both pairs: policy, MCKP, two student passes,
+    /// backward, updates).
+    pub step_seconds: f64,
+    /// Seconds per step with the quantized passes run at full precision.
+    pub step_without_fake_quant_seconds: f64,
+    /// Seconds of MCKP per step (both pairs).
+    pub mckp_seconds: f64,
+    /// Breakdown of the full steps.
+    pub times: StepTimes,
+}
+
+impl StepProfile {
+    /// Images per second of the full step.
+    pub fn images_per_second(&self) -> f64 {
+        self.batch_size as f64 / self.step_seconds
+    }
+
+    /// Share of MCKP in the step.
+    pub fn mckp_share(&self) -> f64 {
+        self.mckp_seconds / self.step_seconds
+    }
+
+    /// Share of fake quantization (forward and backward of the quantizers and the
+    /// selection mixture): `1 - t(step at full precision) / t(step)`.
+    pub fn fake_quant_share(&self) -> f64 {
+        1.0 - self.step_without_fake_quant_seconds / self.step_seconds
+    }
+}
+
+/// Times `reps` stage-2 steps on `batch`, alternating full steps and steps whose
+/// quantized pass runs at full precision (learning rate 0: the weights do not move, so
+/// every repetition computes the same thing), after one warm-up step of each kind. Each
+/// figure is the fastest repetition, the least disturbed by other load on the machine.
+pub fn profile_pair_step(
+    trainer: &mut PairTrainer<'_>,
+    batch: &Batch,
+    reps: usize,
+) -> Result<StepProfile> {
+    let quantized = trainer.settings.clone();
+    let plain = PairSettings {
+        fake_quant: false,
+        ..quantized.clone()
+    };
+    let mut full = f64::INFINITY;
+    let mut without = f64::INFINITY;
+    let mut times = StepTimes::default();
+    for rep in 0..=reps.max(1) {
+        for fake_quant in [true, false] {
+            trainer.settings = if fake_quant {
+                quantized.clone()
+            } else {
+                plain.clone()
+            };
+            let before = trainer.times.clone();
+            let clock = Instant::now();
+            trainer.step(batch, 0.0, 0, 0)?;
+            let elapsed = clock.elapsed().as_secs_f64();
+            if rep == 0 {
+                continue;
+            }
+            if !fake_quant {
+                without = without.min(elapsed);
+            } else if elapsed < full {
+                full = elapsed;
+                let t = &trainer.times;
+                times = StepTimes {
+                    teacher: t.teacher - before.teacher,
+                    policy: t.policy - before.policy,
+                    mckp: t.mckp - before.mckp,
+                    student_fp: t.student_fp - before.student_fp,
+                    student_quantized: t.student_quantized - before.student_quantized,
+                    backward: t.backward - before.backward,
+                    optimizer: t.optimizer - before.optimizer,
+                    steps: 1,
+                };
+            }
+        }
+    }
+    trainer.settings = quantized;
+    Ok(StepProfile {
+        batch_size: batch.indices.len(),
+        step_seconds: full,
+        step_without_fake_quant_seconds: without,
+        mckp_seconds: times.mckp,
+        times,
+    })
 }

@@ -118,15 +118,19 @@ fn init_teacher(cfg: &RunConfig, net: &Network) -> Result<()> {
         );
         return Ok(());
     }
-    if init == "hub" {
-        return Err(Error::Config(format!(
-            "teacher.init = \"hub\": timm weights for {} must be in the local Hugging Face \
-             cache; download them and pass teacher.init=\"file:PATH/model.safetensors\"",
-            net.arch
-        )));
+    if let Some(repo) = init.strip_prefix("hub:") {
+        // The local Hugging Face cache first, a download otherwise (unless HF_HUB_OFFLINE).
+        let files = dptq_models::hub::fetch(repo, &dptq_models::hub::HubOptions::default())?;
+        let report = dptq_models::load_weights(&net.arch, &net.store, &files.weights)?;
+        tracing::info!(
+            "teacher: {} tensors from {repo}, {} re-initialised (new classifier head)",
+            report.loaded.len(),
+            report.reinitialized.len()
+        );
+        return Ok(());
     }
     Err(Error::Config(format!(
-        "teacher.init must be scratch, hub or file:PATH, got {init:?}"
+        "teacher.init must be scratch, hub:REPO (timm/<arch>.<tag>) or file:PATH, got {init:?}"
     )))
 }
 

@@ -88,6 +88,40 @@ fn overrides_change_one_field_and_reject_unknown_keys_and_wrong_types() {
 }
 
 #[test]
+fn switching_the_optimizer_kind_replaces_its_whole_table() {
+    let cfg = RunConfig::default();
+    let adamw = "{kind=\"adamw\", beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.05}";
+    let c = cfg
+        .set(&format!("white_box.train.optimizer={adamw}"))
+        .unwrap();
+    assert_eq!(
+        c.white_box.train.optimizer,
+        dptq_distill::OptimizerConfig::adamw(0.05)
+    );
+    let c = cfg
+        .merge_toml(
+            "[pairs.train.optimizer]\nkind = \"adamw\"\nbeta1 = 0.9\nbeta2 = 0.999\neps = 1e-8\nweight_decay = 0.01\n",
+            "f.toml",
+        )
+        .unwrap();
+    assert_eq!(
+        c.pairs.train.optimizer,
+        dptq_distill::OptimizerConfig::adamw(0.01)
+    );
+    // A partial table of the same kind still merges field by field.
+    let c = cfg
+        .merge_toml("[pairs.train.optimizer]\nweight_decay = 0.0\n", "f.toml")
+        .unwrap();
+    assert_eq!(
+        c.pairs.train.optimizer,
+        dptq_distill::OptimizerConfig::Sgd {
+            momentum: 0.9,
+            weight_decay: 0.0
+        }
+    );
+}
+
+#[test]
 fn a_toml_file_overrides_only_the_fields_it_names() {
     let cfg = RunConfig::default();
     let merged = cfg

@@ -7,6 +7,7 @@ pub mod data;
 pub mod layers;
 pub mod mckp;
 pub mod predict;
+pub mod reproduce;
 
 /// Logs (`tracing`) go to stderr; `RUST_LOG` overrides the default `info` level.
 pub fn init_logging() {
