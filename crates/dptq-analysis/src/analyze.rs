@@ -258,8 +258,8 @@ impl Ctx<'_> {
             section.tables.push(table);
         } else {
             section
-                .paragraphs
-                .push(format!("Data: `{}.csv`.", table.name));
+                .data_files
+                .push((table.name.clone(), table.title.clone()));
         }
         Ok(())
     }
@@ -643,7 +643,7 @@ pub fn analyze_run(
                     .vulnerable_layers("test")
                     .iter()
                     .take(3)
-                    .map(|(l, d)| format!("{} `{}` (-{d:.1})", l + 1, sw.layers[*l]))
+                    .map(|(l, d)| format!("{} `{}` ({:+.1} points)", l + 1, sw.layers[*l], -d))
                     .collect();
                 s.paragraphs.push(format!(
                     "{} under {}: all-FP {:.2} %, all quantized {:.2} % (test, {} examples); most \

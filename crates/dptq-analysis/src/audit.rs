@@ -15,13 +15,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use dptq_data::Split;
+use dptq_data::{EvalTransform, Interpolation, Normalize, Split, Transform};
 use dptq_distill::{
     CosineSchedule, EvalPolicy, FrozenModel, Network, Optimizer, OptimizerConfig, PairKind, Policy,
     Profits, Progress, ProgressSink, RunConfig, RunData, balanced_subset, derive_seed, hinge_loss,
     parse_device, profits_of,
 };
 use dptq_mckp::{Mode, select_bits};
+use dptq_models::hub::{HubConfig, HubId, HubOptions, PretrainedCfg};
 use dptq_models::{ActivationPlan, BnMode, Classifier, LoadOptions, PolicyNet, QuantPlan};
 use dptq_quant::RangeMode;
 use serde::{Deserialize, Serialize};
@@ -45,13 +46,40 @@ pub enum ModelSource {
         /// The architecture.
         arch: String,
     },
+    /// A timm model on the Hugging Face hub (`timm/<arch>.<tag>`): weights and
+    /// preprocessing (input size, crop, interpolation, mean, std) from the local cache,
+    /// downloaded when absent.
+    Hub {
+        /// The model id.
+        id: String,
+        /// The hub cache; `None` = `HF_HUB_CACHE` / `HF_HOME` / `~/.cache/huggingface/hub`.
+        cache_dir: Option<PathBuf>,
+        /// Never download (also when `HF_HUB_OFFLINE` is set).
+        offline: bool,
+    },
+}
+
+/// A model source resolved to files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedModel {
+    /// Architecture.
+    pub arch: String,
+    /// Weights file.
+    pub weights: PathBuf,
+    /// The preprocessing that travels with hub weights.
+    pub pretrained: Option<PretrainedCfg>,
+    /// Classes of the checkpoint's head, when the source says.
+    pub num_classes: Option<usize>,
 }
 
 impl ModelSource {
     /// The architecture name.
-    pub fn arch(&self) -> &str {
+    pub fn arch(&self) -> String {
         match self {
-            ModelSource::Local { arch, .. } => arch,
+            ModelSource::Local { arch, .. } => arch.clone(),
+            ModelSource::Hub { id, .. } => HubId::parse(id)
+                .map(|h| h.arch)
+                .unwrap_or_else(|_| id.clone()),
         }
     }
 
@@ -59,6 +87,47 @@ impl ModelSource {
     pub fn describe(&self) -> String {
         match self {
             ModelSource::Local { weights, arch } => format!("{arch} from {}", weights.display()),
+            ModelSource::Hub { id, .. } => format!("{id} (Hugging Face hub)"),
+        }
+    }
+
+    /// The files of the model: a local path as is; a hub id through the cache.
+    pub fn resolve(&self) -> Result<ResolvedModel> {
+        match self {
+            ModelSource::Local { weights, arch } => {
+                if !weights.is_file() {
+                    return Err(Error::Missing {
+                        what: "weights".into(),
+                        path: weights.clone(),
+                    });
+                }
+                Ok(ResolvedModel {
+                    arch: arch.clone(),
+                    weights: weights.clone(),
+                    pretrained: None,
+                    num_classes: None,
+                })
+            }
+            ModelSource::Hub {
+                id,
+                cache_dir,
+                offline,
+            } => {
+                let hub_id = HubId::parse(id)?;
+                let mut opts = HubOptions::default();
+                if let Some(dir) = cache_dir {
+                    opts.cache_dir = dir.clone();
+                }
+                opts.offline |= *offline;
+                let files = dptq_models::hub::fetch(&hub_id.repo, &opts)?;
+                let cfg = HubConfig::read(&files.config)?;
+                Ok(ResolvedModel {
+                    arch: hub_id.arch,
+                    weights: files.weights,
+                    pretrained: Some(cfg.pretrained_cfg),
+                    num_classes: Some(cfg.num_classes),
+                })
+            }
         }
     }
 }
@@ -318,12 +387,14 @@ fn validate(config: &AuditConfig) -> Result<()> {
     Ok(())
 }
 
-/// Opens the data of an audit: the pipeline's normalisation and evaluation transform, no
-/// augmentation, class-balanced limits.
-fn open_data(config: &AuditConfig) -> Result<RunData> {
+/// Opens the data of an audit: the pipeline's normalisation and evaluation transform (or
+/// the hub weights' own preprocessing), no augmentation, class-balanced limits.
+fn open_data(config: &AuditConfig, pretrained: Option<&PretrainedCfg>) -> Result<RunData> {
     let spec: dptq_data::DataSpec = config.data.parse()?;
     let size = if config.image_size > 0 {
         config.image_size
+    } else if let Some(p) = pretrained {
+        p.input_size[1]
     } else if matches!(
         spec,
         dptq_data::DataSpec::Embedded | dptq_data::DataSpec::Idx(_)
@@ -338,7 +409,23 @@ fn open_data(config: &AuditConfig) -> Result<RunData> {
     data_cfg.train_limit = config.train_examples;
     data_cfg.test_limit = config.test_examples;
     data_cfg.augment = "none".into();
-    Ok(RunData::open(&data_cfg)?)
+    let mut data = RunData::open(&data_cfg)?;
+    if let Some(p) = pretrained {
+        let eval = EvalTransform {
+            size: size as u32,
+            crop_pct: p.crop_pct as f32,
+            interpolation: Interpolation::from_timm(&p.interpolation)?,
+        };
+        let normalize = Normalize {
+            mean: p.mean.map(|v| v as f32),
+            std: p.std.map(|v| v as f32),
+        };
+        for pipeline in [&mut data.eval_pipeline, &mut data.train_pipeline] {
+            pipeline.transform = Transform::Eval(eval);
+            pipeline.normalize = normalize;
+        }
+    }
+    Ok(data)
 }
 
 /// Loads the model of `source` for `num_classes` classes (strict: a checkpoint for another
@@ -348,19 +435,28 @@ pub fn load_model(
     num_classes: usize,
     device: &Device,
 ) -> Result<FrozenModel> {
-    match source {
-        ModelSource::Local { weights, arch } => {
-            if !weights.is_file() {
-                return Err(Error::Missing {
-                    what: "weights".into(),
-                    path: weights.clone(),
-                });
-            }
-            let net = Network::new(arch, num_classes, 0, device)?;
-            net.store.load(weights, &LoadOptions::default())?;
-            Ok(net.frozen()?)
-        }
+    load_resolved(&source.resolve()?, num_classes, device)
+}
+
+fn load_resolved(
+    model: &ResolvedModel,
+    num_classes: usize,
+    device: &Device,
+) -> Result<FrozenModel> {
+    if let Some(c) = model.num_classes
+        && c != num_classes
+    {
+        return Err(Error::invalid(
+            "model",
+            format!(
+                "{} has {c} classes but the data has {num_classes}: audit a model on the data it classifies",
+                model.weights.display()
+            ),
+        ));
     }
+    let net = Network::new(&model.arch, num_classes, 0, device)?;
+    net.store.load(&model.weights, &LoadOptions::default())?;
+    Ok(net.frozen()?)
 }
 
 /// Trains a policy of `kind` against the frozen `model` on `loader`, policy only.
@@ -474,8 +570,9 @@ pub fn run_audit(
     let started = Instant::now();
     validate(config)?;
     let device = parse_device(&config.device)?;
-    let data = open_data(config)?;
-    let frozen = load_model(source, data.num_classes(), &device)?;
+    let resolved = source.resolve()?;
+    let data = open_data(config, resolved.pretrained.as_ref())?;
+    let frozen = load_resolved(&resolved, data.num_classes(), &device)?;
     let model = frozen.classifier();
     let layers = model.quant_layers().to_vec();
     let budget = audit_budget(config, layers.len())?;
@@ -656,7 +753,7 @@ pub fn run_audit(
     );
     Ok(AuditResult {
         model: source.describe(),
-        arch: source.arch().to_string(),
+        arch: source.arch(),
         data: config.data.clone(),
         layers,
         options: config.options.clone(),

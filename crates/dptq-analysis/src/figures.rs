@@ -8,7 +8,7 @@ use crate::dynamics::PolicyDynamics;
 use crate::error::Result;
 use crate::hist::NetworkHistograms;
 use crate::mitigation::Mitigation;
-use crate::plot::{Bars, Figure, HistPanel, LinePanel, Panel, Series, StackedPanel};
+use crate::plot::{Bars, Figure, HistPanel, LegendEntry, LinePanel, Panel, Series, StackedPanel};
 use crate::sweep::{SweepKind, SweepResult};
 use crate::table::{Table, delta, pct};
 
@@ -66,7 +66,23 @@ pub fn sweep_figure(name: &str, title: &str, sweeps: &[SweepResult]) -> Figure {
             })
         })
         .collect();
-    Figure::new(name, title, panels, 3)
+    let mut fig = Figure::new(name, title, panels, 3);
+    for (i, s) in sweeps.iter().enumerate() {
+        for split in s
+            .curves
+            .iter()
+            .filter(|c| c.kind == SweepKind::Before)
+            .map(|c| c.split.as_str())
+        {
+            fig.legend.push(LegendEntry {
+                name: format!("{} ({}) {split}", s.network, s.bits),
+                color: network_color(&s.network, i),
+                dashed: split != "test",
+                filled: false,
+            });
+        }
+    }
+    fig
 }
 
 /// Fig. 3: one panel per layer, FP and quantized histograms with the zero bin removed,
@@ -102,6 +118,20 @@ pub fn hist_figure(name: &str, title: &str, h: &NetworkHistograms) -> Figure {
         .collect();
     let mut fig = Figure::new(name, title, panels, 3);
     fig.panel_size = (380, 240);
+    fig.legend = vec![
+        LegendEntry {
+            name: "FP".into(),
+            color: 0,
+            dashed: false,
+            filled: true,
+        },
+        LegendEntry {
+            name: format!("Q ({})", h.bits),
+            color: 1,
+            dashed: false,
+            filled: true,
+        },
+    ];
     fig
 }
 
@@ -146,7 +176,19 @@ pub fn corrupt_figure(name: &str, title: &str, c: &CorruptResult) -> Figure {
             })
         })
         .collect();
-    Figure::new(name, title, panels, 3)
+    let mut fig = Figure::new(name, title, panels, 3);
+    fig.legend = c
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            LegendEntry::line(
+                format!("{n} (mean ± std over {} seeds)", c.seeds),
+                network_color(n, i),
+            )
+        })
+        .collect();
+    fig
 }
 
 /// How dynamic each policy is: per layer, the share of examples choosing each width.

@@ -25,8 +25,8 @@ pub use analyze::{
 };
 pub use artefacts::{ExperimentModels, RunArtefacts};
 pub use audit::{
-    AuditConfig, AuditFiles, AuditResult, ModelSource, PolicyStep, Severity, audit_budget,
-    audit_report, load_model, run_audit, write_audit,
+    AuditConfig, AuditFiles, AuditResult, ModelSource, PolicyStep, ResolvedModel, Severity,
+    audit_budget, audit_report, load_model, run_audit, write_audit,
 };
 pub use corrupt::{
     CorruptConfig, CorruptCurve, CorruptPoint, CorruptResult, corruption_robustness,

@@ -154,6 +154,34 @@ pub struct Figure {
     pub cols: usize,
     /// Pixel size of one panel (default 420 x 300).
     pub panel_size: (u32, u32),
+    /// One legend for the whole figure, drawn under the title; when non-empty the panels
+    /// draw none (default empty: each panel labels its own series).
+    pub legend: Vec<LegendEntry>,
+}
+
+/// An entry of a figure-level legend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LegendEntry {
+    /// Text.
+    pub name: String,
+    /// Index into [`PALETTE`].
+    pub color: usize,
+    /// Drawn as a dashed line (else solid; `filled` draws a box).
+    pub dashed: bool,
+    /// Drawn as a filled box (bars).
+    pub filled: bool,
+}
+
+impl LegendEntry {
+    /// A solid-line entry.
+    pub fn line(name: impl Into<String>, color: usize) -> Self {
+        Self {
+            name: name.into(),
+            color,
+            dashed: false,
+            filled: false,
+        }
+    }
 }
 
 /// Where a figure was saved.
@@ -170,6 +198,7 @@ pub struct SavedFigure {
 }
 
 const TITLE_HEIGHT: u32 = 36;
+const LEGEND_HEIGHT: u32 = 22;
 
 impl Figure {
     /// A figure of `panels`, `cols` per row, 420 x 300 pixels each.
@@ -185,6 +214,7 @@ impl Figure {
             panels,
             cols: cols.max(1),
             panel_size: (420, 300),
+            legend: Vec::new(),
         }
     }
 
@@ -194,8 +224,16 @@ impl Figure {
         let rows = self.panels.len().div_ceil(self.cols.max(1)).max(1);
         (
             self.panel_size.0 * cols as u32,
-            self.panel_size.1 * rows as u32 + TITLE_HEIGHT,
+            self.panel_size.1 * rows as u32 + self.title_height(),
         )
+    }
+
+    fn title_height(&self) -> u32 {
+        if self.legend.is_empty() {
+            TITLE_HEIGHT
+        } else {
+            TITLE_HEIGHT + LEGEND_HEIGHT
+        }
     }
 
     fn check(&self) -> Result<()> {
@@ -303,20 +341,54 @@ impl Figure {
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
         root.fill(&WHITE)?;
         let (_, h) = self.size();
-        let (top, body) = root.split_vertically(TITLE_HEIGHT);
+        let (top, body) = root.split_vertically(self.title_height());
         top.draw(&Text::new(
             self.title.clone(),
             (10, 8),
             (FAMILY, 20).into_font().color(&BLACK),
         ))?;
+        let mut x = 14i32;
+        let y = TITLE_HEIGHT as i32 + 4;
+        for e in &self.legend {
+            let c = color(e.color);
+            if e.filled {
+                top.draw(&Rectangle::new(
+                    [(x, y + 2), (x + 14, y + 12)],
+                    c.mix(0.6).filled(),
+                ))?;
+            } else if e.dashed {
+                for k in 0..3 {
+                    top.draw(&PathElement::new(
+                        vec![(x + 8 * k, y + 7), (x + 8 * k + 5, y + 7)],
+                        c.stroke_width(2),
+                    ))?;
+                }
+            } else {
+                top.draw(&PathElement::new(
+                    vec![(x, y + 7), (x + 22, y + 7)],
+                    c.stroke_width(2),
+                ))?;
+            }
+            top.draw(&Text::new(
+                e.name.clone(),
+                (x + 28, y),
+                (FAMILY, 13).into_font().color(&BLACK),
+            ))?;
+            let width = top
+                .estimate_text_size(&e.name, &(FAMILY, 13).into_text_style(&top))
+                .map(|(w, _)| w as i32)
+                .unwrap_or(8 * e.name.len() as i32);
+            x += 28 + width + 22;
+        }
+        let own_legend = self.legend.is_empty();
         let rows = self.panels.len().div_ceil(self.cols);
         let _ = h;
         let areas = body.split_evenly((rows, self.cols));
         for (panel, area) in self.panels.iter().zip(areas.iter()) {
             match panel {
-                Panel::Lines(p) => draw_lines(p, area)?,
-                Panel::Hist(p) => draw_hist(p, area)?,
-                Panel::Stacked(p) => draw_stacked(p, area)?,
+                Panel::Lines(p) => draw_lines(p, area, own_legend)?,
+                Panel::Hist(p) => draw_hist(p, area, own_legend)?,
+                Panel::Stacked(p) => draw_stacked(p, area, own_legend)?,
             }
         }
         Ok(())
@@ -348,6 +420,7 @@ fn trim_number(x: f64) -> String {
 fn draw_lines<DB: DrawingBackend>(
     p: &LinePanel,
     area: &DrawingArea<DB, Shift>,
+    own_legend: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let xs = p.series.iter().flat_map(|s| s.points.iter().map(|q| q.0));
     let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
@@ -446,19 +519,22 @@ fn draw_lines<DB: DrawingBackend>(
             }
         }
     }
-    chart
-        .configure_series_labels()
-        .label_font((FAMILY, 10))
-        .background_style(WHITE.mix(0.8))
-        .border_style(RGBColor(200, 200, 200))
-        .position(SeriesLabelPosition::LowerLeft)
-        .draw()?;
+    if own_legend {
+        chart
+            .configure_series_labels()
+            .label_font((FAMILY, 10))
+            .background_style(WHITE.mix(0.8))
+            .border_style(RGBColor(200, 200, 200))
+            .position(SeriesLabelPosition::LowerLeft)
+            .draw()?;
+    }
     Ok(())
 }
 
 fn draw_hist<DB: DrawingBackend>(
     p: &HistPanel,
     area: &DrawingArea<DB, Shift>,
+    own_legend: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let bins = p.bars.first().map_or(0, |b| b.heights.len()).max(1);
     let x_hi = p.lo + p.width * bins as f64;
@@ -501,12 +577,14 @@ fn draw_hist<DB: DrawingBackend>(
                 Rectangle::new([(x, y - 4), (x + 10, y + 4)], c.mix(0.6).filled())
             });
     }
-    chart
-        .configure_series_labels()
-        .label_font((FAMILY, 9))
-        .background_style(WHITE.mix(0.8))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    if own_legend {
+        chart
+            .configure_series_labels()
+            .label_font((FAMILY, 9))
+            .background_style(WHITE.mix(0.8))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+    }
     note.draw(&Text::new(
         p.note.clone(),
         (8, 2),
@@ -518,6 +596,7 @@ fn draw_hist<DB: DrawingBackend>(
 fn draw_stacked<DB: DrawingBackend>(
     p: &StackedPanel,
     area: &DrawingArea<DB, Shift>,
+    own_legend: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let n = p.categories.len().max(1);
     let mut totals = vec![0.0f64; n];
@@ -571,12 +650,14 @@ fn draw_stacked<DB: DrawingBackend>(
             .label(name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 10, y + 4)], c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .label_font((FAMILY, 10))
-        .background_style(WHITE.mix(0.85))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    if own_legend {
+        chart
+            .configure_series_labels()
+            .label_font((FAMILY, 10))
+            .background_style(WHITE.mix(0.85))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+    }
     Ok(())
 }
 

@@ -33,6 +33,8 @@ pub struct Section {
     pub tables: Vec<Table>,
     /// Figures, in order.
     pub figures: Vec<ReportFigure>,
+    /// Tables written only as CSV: `(file stem, title)`.
+    pub data_files: Vec<(String, String)>,
 }
 
 impl Section {
@@ -90,6 +92,9 @@ impl Report {
                 out.push_str(&t.to_markdown());
                 out.push_str(&format!("\n(CSV: `{image_prefix}/{}.csv`)\n\n", t.name));
             }
+            for (name, title) in &s.data_files {
+                out.push_str(&format!("{title}: `{image_prefix}/{name}.csv`.\n\n"));
+            }
             for f in &s.figures {
                 out.push_str(&format!(
                     "![{}]({image_prefix}/{}.png)\n\n",
@@ -126,6 +131,12 @@ impl Report {
             }
             for t in &s.tables {
                 out.push_str(&t.to_html());
+            }
+            for (name, title) in &s.data_files {
+                out.push_str(&format!(
+                    "<p>{}: <a href=\"{name}.csv\"><code>{name}.csv</code></a></p>\n",
+                    escape_html(title)
+                ));
             }
             for f in &s.figures {
                 out.push_str("<figure>\n");
