@@ -22,7 +22,8 @@ const NAME: &str = "asymmetric";
 /// `round` is round-half-to-even; min and max run over all `C*H*W` values of an example.
 /// Bit-widths 1..=16. The backward pass is the straight-through estimator: the identity
 /// inside `[min, max]` (everywhere, with [`RangeMode::MinMax`]) and zero outside a
-/// percentile range. A NaN or an infinity in example `n` is an error naming `n`.
+/// percentile range. A NaN or an infinity in an example `n` that gets quantized is an
+/// error naming `n` (found by the min/max pass at no extra cost).
 ///
 /// Every method takes `xs: [N, ...]` (any rank >= 1, f32 or f64; f16 and bf16 are
 /// converted to f32 and back) and returns a tensor of the same shape and dtype. CPU and
@@ -69,12 +70,15 @@ impl ActivationQuantizer {
         ActivationQuantizer { range }
     }
 
-    /// Measures each example's range and checks the settings.
-    fn plan(&self, p: &Prepared) -> Result<Plan> {
+    /// Measures the range of each example with `inspect[n]` (those that get quantized)
+    /// and checks the settings.
+    fn plan(&self, p: &Prepared, inspect: &[bool]) -> Result<Plan> {
         self.range.check(NAME, true)?;
         let (ranges, clipped) = match self.range {
-            RangeMode::MinMax => (measure::min_max(p)?, false),
-            RangeMode::Percentile(pct) => (measure::percentiles(p, pct, false)?, pct < 100.0),
+            RangeMode::MinMax => (measure::min_max(p, inspect)?, false),
+            RangeMode::Percentile(pct) => {
+                (measure::percentiles(p, pct, false, inspect)?, pct < 100.0)
+            }
         };
         Ok(Plan {
             scheme: Scheme::Asymmetric,
@@ -88,15 +92,22 @@ impl ActivationQuantizer {
     /// it.
     pub fn ranges(&self, xs: &Tensor) -> Result<Vec<(f64, f64)>> {
         let p = Prepared::per_example(xs)?;
-        Ok(self.plan(&p)?.ranges.iter().map(|r| (r.lo, r.hi)).collect())
+        let plan = self.plan(&p, &vec![true; p.batch])?;
+        Ok(plan.ranges.iter().map(|r| (r.lo, r.hi)).collect())
     }
 
     /// Fake-quantizes example `n` of `xs: [N, ...]` at `bits` (one width for all, or one
-    /// per example with `None` for full precision). Output: the shape of `xs`.
+    /// per example with `None` for full precision). Output: the shape of `xs`. Examples
+    /// left at full precision are not inspected (a NaN there is no error); when every
+    /// example is, `xs` itself is returned.
     pub fn fake_quant(&self, xs: &Tensor, bits: &ExampleBits) -> Result<Tensor> {
         let p = Prepared::per_example(xs)?;
         let bits = bits.resolve(p.batch, NAME, &ACTIVATION_BITS)?;
-        let plan = self.plan(&p)?;
+        let inspect: Vec<bool> = bits.iter().map(Option::is_some).collect();
+        if !inspect.contains(&true) {
+            return Ok(xs.clone());
+        }
+        let plan = self.plan(&p, &inspect)?;
         let out = match Path::of(p.xs.device()) {
             Path::Fused => p.xs.apply_op1(ops::FakeQuant { plan, bits })?,
             Path::Composed => {
@@ -123,7 +134,7 @@ impl ActivationQuantizer {
     pub fn mixture(&self, xs: &Tensor, selection: &Tensor, options: &[u32]) -> Result<Tensor> {
         let p = Prepared::per_example(xs)?;
         let selection = check_selection(&p, selection, options)?;
-        let plan = self.plan(&p)?;
+        let plan = self.plan(&p, &vec![true; p.batch])?;
         let out = match Path::of(p.xs.device()) {
             Path::Fused => p.xs.apply_op2(
                 &selection,
@@ -147,7 +158,11 @@ impl ActivationQuantizer {
     pub fn fake_quant_composed(&self, xs: &Tensor, bits: &ExampleBits) -> Result<Tensor> {
         let p = Prepared::per_example(xs)?;
         let bits = bits.resolve(p.batch, NAME, &ACTIVATION_BITS)?;
-        let (flat, plan) = self.composed_plan(&p)?;
+        let inspect: Vec<bool> = bits.iter().map(Option::is_some).collect();
+        if !inspect.contains(&true) {
+            return Ok(xs.clone());
+        }
+        let (flat, plan) = self.composed_plan(&p, &inspect)?;
         let out = composed::fake_quant(&flat, &plan, &bits)?.reshape(p.xs.shape())?;
         p.restore(out)
     }
@@ -161,19 +176,19 @@ impl ActivationQuantizer {
     ) -> Result<Tensor> {
         let p = Prepared::per_example(xs)?;
         let selection = check_selection(&p, selection, options)?;
-        let (flat, plan) = self.composed_plan(&p)?;
+        let (flat, plan) = self.composed_plan(&p, &vec![true; p.batch])?;
         let out = composed::mixture(&flat, &selection, &plan, options)?.reshape(p.xs.shape())?;
         p.restore(out)
     }
 
-    fn composed_plan(&self, p: &Prepared) -> Result<(Tensor, Plan)> {
+    fn composed_plan(&self, p: &Prepared, inspect: &[bool]) -> Result<(Tensor, Plan)> {
         self.range.check(NAME, true)?;
         let flat = p.xs.reshape((p.batch, p.dim))?;
         let (pct, clipped) = match self.range {
             RangeMode::MinMax => (None, false),
             RangeMode::Percentile(pct) => (Some(pct), pct < 100.0),
         };
-        let ranges = composed::ranges(&flat, pct, false)?;
+        let ranges = composed::ranges(&flat, pct, false, inspect)?;
         let plan = Plan {
             scheme: Scheme::Asymmetric,
             dim: p.dim,
@@ -193,7 +208,7 @@ impl ActivationQuantizer {
             .enumerate()
             .map(|(n, b)| b.ok_or(Error::ExportFullPrecision { example: n }))
             .collect::<Result<_>>()?;
-        let plan = self.plan(&p)?;
+        let plan = self.plan(&p, &vec![true; p.batch])?;
         let codes = measure::with_host_values(
             &p.xs,
             |xs| export_codes(xs, &plan, &bits),

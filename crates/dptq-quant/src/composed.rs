@@ -170,11 +170,13 @@ pub(crate) fn sorted_percentile(values: &mut [f64], p: f64) -> f64 {
 }
 
 /// Per-example ranges of `flat: [N, D]` by composed ops (min/max) or sorting
-/// (percentile), rounded to the tensor's dtype.
+/// (percentile), rounded to the tensor's dtype; non-finite values are an error in the
+/// examples with `inspect[n]` (the others get an empty range).
 pub(crate) fn ranges(
     flat: &Tensor,
     percentile: Option<f64>,
     symmetric: bool,
+    inspect: &[bool],
 ) -> Result<Vec<Range>> {
     let (batch, dim) = flat.dims2()?;
     let dtype = flat.dtype();
@@ -186,9 +188,10 @@ pub(crate) fn ranges(
         .sum(1)?
         .to_dtype(DType::F64)?
         .to_vec1::<f64>()?;
-    if let Some(n) = bad.iter().position(|v| v.is_nan()) {
+    if let Some(n) = (0..batch).find(|&n| inspect[n] && bad[n].is_nan()) {
         return Err(Error::NonFiniteExample { example: n });
     }
+    let empty = |n: usize| !inspect[n] || bad[n].is_nan();
     let to_dtype = |v: f64| -> Result<f64> {
         Ok(Tensor::new(&[v], &Device::Cpu)?
             .to_dtype(dtype)?
@@ -205,17 +208,24 @@ pub(crate) fn ranges(
             };
             let lo = lo.to_dtype(DType::F64)?.to_vec1::<f64>()?;
             let hi = hi.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-            Ok(lo
-                .into_iter()
-                .zip(hi)
-                .map(|(lo, hi)| Range { lo, hi })
+            Ok((0..batch)
+                .map(|n| match empty(n) {
+                    true => Range { lo: 0.0, hi: 0.0 },
+                    false => Range {
+                        lo: lo[n],
+                        hi: hi[n],
+                    },
+                })
                 .collect())
         }
         Some(p) => {
             let rows = flat.to_dtype(DType::F64)?.to_vec2::<f64>()?;
             rows.into_iter()
-                .map(|mut row| {
-                    if symmetric {
+                .enumerate()
+                .map(|(n, mut row)| {
+                    if empty(n) {
+                        Ok(Range { lo: 0.0, hi: 0.0 })
+                    } else if symmetric {
                         row.iter_mut().for_each(|v| *v = v.abs());
                         let m = to_dtype(sorted_percentile(&mut row, p))?;
                         Ok(Range { lo: -m, hi: m })

@@ -45,16 +45,20 @@ impl Log2Quantizer {
         self.range.check(NAME, false)?;
         let p = Prepared::per_example(xs)?;
         let bits = bits.resolve(p.batch, NAME, &SYMMETRIC_BITS)?;
+        let inspect: Vec<bool> = bits.iter().map(Option::is_some).collect();
+        if !inspect.contains(&true) {
+            return Ok(xs.clone());
+        }
         let (ranges, clipped) = match self.range {
             RangeMode::MinMax => (
-                measure::min_max(&p)?
+                measure::min_max(&p, &inspect)?
                     .into_iter()
                     .map(|r| r.lo.abs().max(r.hi.abs()))
                     .collect::<Vec<_>>(),
                 false,
             ),
             RangeMode::Percentile(pct) => (
-                measure::percentiles(&p, pct, true)?
+                measure::percentiles(&p, pct, true, &inspect)?
                     .into_iter()
                     .map(|r: Range| r.hi)
                     .collect(),

@@ -111,8 +111,9 @@ pub(crate) fn with_host_values<R>(
 }
 
 /// The `[min, max]` of every example, or [`Error::NonFiniteExample`] naming the first
-/// example holding a NaN or an infinity.
-pub(crate) fn min_max(p: &Prepared) -> Result<Vec<Range>> {
+/// example holding a NaN or an infinity among those with `inspect[n]` (the examples
+/// that get quantized; the others pass unchanged and get an empty range).
+pub(crate) fn min_max(p: &Prepared, inspect: &[bool]) -> Result<Vec<Range>> {
     if p.dim == 0 {
         return Ok(vec![Range { lo: 0.0, hi: 0.0 }; p.batch]);
     }
@@ -144,6 +145,7 @@ pub(crate) fn min_max(p: &Prepared) -> Result<Vec<Range>> {
         .enumerate()
         .map(|(n, r)| match r {
             Some((lo, hi)) => Ok(Range { lo, hi }),
+            None if !inspect[n] => Ok(Range { lo: 0.0, hi: 0.0 }),
             None => Err(Error::NonFiniteExample { example: n }),
         })
         .collect()
@@ -169,14 +171,30 @@ pub(crate) fn composed_min_max(p: &Prepared) -> Result<Vec<Option<(f64, f64)>>> 
 }
 
 /// Percentile ranges of every example: `[P_{100-p}(x), P_p(x)]` (`abs = false`) or
-/// `[-P_p(|x|), P_p(|x|)]` (`abs = true`). Computed on the host by selection.
-pub(crate) fn percentiles(p: &Prepared, pct: f64, abs: bool) -> Result<Vec<Range>> {
-    fn run<T: Real>(xs: &[T], dim: usize, pct: f64, abs: bool) -> Vec<Option<Range>> {
+/// `[-P_p(|x|), P_p(|x|)]` (`abs = true`). Computed on the host by selection, for the
+/// examples with `inspect[n]` (the others get an empty range).
+pub(crate) fn percentiles(
+    p: &Prepared,
+    pct: f64,
+    abs: bool,
+    inspect: &[bool],
+) -> Result<Vec<Range>> {
+    fn run<T: Real>(
+        xs: &[T],
+        dim: usize,
+        pct: f64,
+        abs: bool,
+        inspect: &[bool],
+    ) -> Vec<Option<Range>> {
         if dim == 0 {
             return Vec::new();
         }
         xs.par_chunks(dim)
-            .map(|ex| {
+            .zip(inspect.par_iter())
+            .map(|(ex, &inspect)| {
+                if !inspect {
+                    return Some(Range { lo: 0.0, hi: 0.0 });
+                }
                 if !ex.iter().all(|v| v.is_finite()) {
                     return None;
                 }
@@ -197,8 +215,8 @@ pub(crate) fn percentiles(p: &Prepared, pct: f64, abs: bool) -> Result<Vec<Range
     }
     let ranges = with_host_values(
         &p.xs,
-        |xs| run(xs, p.dim, pct, abs),
-        |xs| run(xs, p.dim, pct, abs),
+        |xs| run(xs, p.dim, pct, abs, inspect),
+        |xs| run(xs, p.dim, pct, abs, inspect),
     )?;
     if p.dim == 0 {
         return Ok(vec![Range { lo: 0.0, hi: 0.0 }; p.batch]);

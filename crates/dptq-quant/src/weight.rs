@@ -69,7 +69,7 @@ impl WeightQuantizer {
         };
         let (ranges, clipped) = match self.range {
             RangeMode::MinMax => {
-                let ranges = measure::min_max(p).map_err(nonfinite)?;
+                let ranges = measure::min_max(p, &[true]).map_err(nonfinite)?;
                 let ranges = ranges
                     .into_iter()
                     .map(|r| {
@@ -80,7 +80,7 @@ impl WeightQuantizer {
                 (ranges, false)
             }
             RangeMode::Percentile(pct) => (
-                measure::percentiles(p, pct, true).map_err(nonfinite)?,
+                measure::percentiles(p, pct, true, &[true]).map_err(nonfinite)?,
                 pct < 100.0,
             ),
         };
@@ -125,7 +125,7 @@ impl WeightQuantizer {
             RangeMode::MinMax => (None, false),
             RangeMode::Percentile(pct) => (Some(pct), pct < 100.0),
         };
-        let ranges = composed::ranges(&flat, pct, true).map_err(|e| match e {
+        let ranges = composed::ranges(&flat, pct, true, &[true]).map_err(|e| match e {
             Error::NonFiniteExample { .. } => Error::NonFiniteWeight {
                 shape: w.shape().clone(),
             },

@@ -272,6 +272,40 @@ fn non_finite_values_are_an_error_naming_the_example() {
 }
 
 #[test]
+fn full_precision_examples_are_not_inspected() {
+    let q = ActivationQuantizer::default();
+    let mut v = vec![0.25; 3 * 10];
+    v[15] = f64::NAN;
+    for dtype in DTYPES {
+        let xs = tensor(&v, &[3, 10], dtype);
+        let bits = ExampleBits::PerExample(vec![Some(4), None, Some(4)]);
+        for out in [
+            q.fake_quant(&xs, &bits).unwrap(),
+            q.fake_quant_composed(&xs, &bits).unwrap(),
+            ActivationQuantizer::new(RangeMode::Percentile(90.0))
+                .fake_quant(&xs, &bits)
+                .unwrap(),
+        ] {
+            let out = vec_f64(&out);
+            assert!(out[15].is_nan());
+            assert_eq!(out.iter().filter(|v| v.is_nan()).count(), 1);
+        }
+        // Nothing quantized: the input itself comes back.
+        let none = ExampleBits::PerExample(vec![None; 3]);
+        let out = q.fake_quant(&xs, &none).unwrap();
+        assert_eq!(out.id(), xs.id());
+        // The NaN example quantized: an error naming it.
+        let err = q
+            .fake_quant(&xs, &ExampleBits::PerExample(vec![None, Some(4), None]))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::NonFiniteExample { example: 1 }),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn empty_tensors_are_fine() {
     let q = ActivationQuantizer::default();
     for shape in [[0usize, 3, 4], [2, 0, 4]] {
