@@ -617,11 +617,12 @@ fn open_pets(dir: &Path, skips: &mut Skips<'_>) -> Result<Opened> {
     }
     let num_classes = *names.keys().last().expect("train split is non-empty");
     if let Some(missing) = (1..=num_classes).find(|id| !names.contains_key(id)) {
-        return Err(Error::Empty {
-            what: "training image of a class id in 1..max (missing id shown in the path)",
-            path: dir
-                .join("annotations")
-                .join(format!("trainval.txt#class{missing}")),
+        return Err(Error::Config {
+            what: "Pets classes",
+            reason: format!(
+                "class id {missing} has no image in {} (ids must run 1..={num_classes})",
+                dir.join("annotations/trainval.txt").display()
+            ),
         });
     }
     let classes = names.into_values().collect();

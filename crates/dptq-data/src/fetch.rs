@@ -186,13 +186,13 @@ pub fn download(
             });
         }
         out.flush().map_err(|e| Error::io(&part, e))?;
-        if let Some(total) = total {
-            if done != total {
-                return Err(Error::Download {
-                    url: url.clone(),
-                    reason: format!("got {done} of {total} bytes; rerun to resume"),
-                });
-            }
+        if let Some(total) = total
+            && done != total
+        {
+            return Err(Error::Download {
+                url: url.clone(),
+                reason: format!("got {done} of {total} bytes; rerun to resume"),
+            });
         }
     }
     if let Err(e) = verify(&part, &resource.checksum) {

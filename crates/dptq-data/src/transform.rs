@@ -476,7 +476,9 @@ fn map_clone(img: &RgbImage, f: impl FnOnce(&mut RgbImage)) -> RgbImage {
 
 #[inline]
 fn clamp_u8(v: f32) -> u8 {
-    v.round().clamp(0.0, 255.0) as u8
+    // For v in [0, 255], truncating v + 0.5 is f32::round (halves away from zero) without
+    // the libm call; NaN maps to 0.
+    (v.clamp(0.0, 255.0) + 0.5) as u8
 }
 
 /// PIL/torchvision grey level `(299 R + 587 G + 114 B) / 1000`.
@@ -741,31 +743,30 @@ impl TrainTransform {
             return bad(format!("hflip probability {}", self.hflip));
         }
         if let Some(r) = &self.random_resized_crop {
-            if !(r.scale.0 > 0.0 && r.scale.0 <= r.scale.1 && r.scale.1 <= 1.0)
-                || !(r.ratio.0 > 0.0 && r.ratio.0 <= r.ratio.1)
-            {
+            let scale_ok = r.scale.0 > 0.0 && r.scale.0 <= r.scale.1 && r.scale.1 <= 1.0;
+            let ratio_ok = r.ratio.0 > 0.0 && r.ratio.0 <= r.ratio.1;
+            if !scale_ok || !ratio_ok {
                 return bad(format!(
                     "random resized crop scale {:?} ratio {:?}",
                     r.scale, r.ratio
                 ));
             }
         }
-        if let Some(ra) = &self.rand_augment {
-            if ra.bins == 0 || ra.m >= ra.bins {
-                return bad(format!(
-                    "RandAugment magnitude {} of {} bins",
-                    ra.m, ra.bins
-                ));
-            }
+        if let Some(ra) = &self.rand_augment
+            && (ra.bins == 0 || ra.m >= ra.bins)
+        {
+            return bad(format!(
+                "RandAugment magnitude {} of {} bins",
+                ra.m, ra.bins
+            ));
         }
-        if let Some(cj) = &self.color_jitter {
-            if cj.brightness < 0.0
+        if let Some(cj) = &self.color_jitter
+            && (cj.brightness < 0.0
                 || cj.contrast < 0.0
                 || cj.saturation < 0.0
-                || !(0.0..=0.5).contains(&cj.hue)
-            {
-                return bad(format!("colour jitter {cj:?}"));
-            }
+                || !(0.0..=0.5).contains(&cj.hue))
+        {
+            return bad(format!("colour jitter {cj:?}"));
         }
         Ok(())
     }
