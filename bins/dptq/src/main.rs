@@ -31,6 +31,12 @@ enum Command {
     /// Inspect datasets (`info`) and download them (`fetch pets`).
     #[command(subcommand)]
     Data(cmd::data::Data),
+    /// Analyse a finished run: layer sweeps, activation histograms, corruptions, transitory
+    /// points, cross matrix, policy dynamics, mitigation (figures, CSV/JSON, report, HTML).
+    Analyze(cmd::analyze::Args),
+    /// Worst-case audit of a model you have: train only an adversarial bit policy at an
+    /// exact budget on your data and report how far accuracy falls.
+    Audit(cmd::audit::Args),
 }
 
 fn main() {
@@ -43,6 +49,8 @@ fn main() {
         Command::Layers(args) => cmd::layers::run(args),
         Command::Bench(bench) => cmd::bench::run(bench),
         Command::Data(data) => cmd::data::run(data),
+        Command::Analyze(args) => cmd::analyze::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

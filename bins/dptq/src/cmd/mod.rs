@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod analyze;
+pub mod audit;
 pub mod bench;
 pub mod bench_models;
 pub mod bench_quant;
