@@ -243,23 +243,28 @@ fn print_table(rows: &[(Measurement, Option<Measurement>)], args: &Args, threads
         args.batch, args.px, args.iters
     );
     println!(
-        "| arch | mode | candle img/s | PyTorch img/s | candle / PyTorch | candle s/iter | fwd / bwd s | peak RSS MiB candle / PyTorch |"
+        "| arch | mode | candle img/s | PyTorch img/s | candle / PyTorch | s/iter candle / PyTorch | train fwd / bwd s candle; PyTorch | peak RSS MiB candle / PyTorch |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     let fmt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
     for (ours, theirs) in rows {
-        let split = match (ours.forward_s, ours.backward_s) {
+        let split = |m: &Measurement| match (m.forward_s, m.backward_s) {
             (Some(f), Some(b)) => format!("{f:.2} / {b:.2}"),
             _ => "-".to_string(),
         };
+        let split = match theirs {
+            Some(t) if t.forward_s.is_some() => format!("{}; {}", split(ours), split(t)),
+            _ => split(ours),
+        };
         println!(
-            "| {} | {} | {:.2} | {} | {} | {:.3} | {} | {} / {} |",
+            "| {} | {} | {:.2} | {} | {} | {:.3} / {} | {} | {} / {} |",
             ours.arch,
             ours.mode,
             ours.img_per_s,
             fmt(theirs.as_ref().map(|t| t.img_per_s), 2),
             fmt(theirs.as_ref().map(|t| ours.img_per_s / t.img_per_s), 2),
             ours.seconds,
+            fmt(theirs.as_ref().map(|t| t.seconds), 3),
             split,
             fmt(ours.peak_rss_mb, 0),
             fmt(theirs.as_ref().and_then(|t| t.peak_rss_mb), 0),
