@@ -1,11 +1,12 @@
 //! Runs a preset through `dptq_distill::reproduce` with `key=value` overrides, without
 //! the CLI: `cargo run --release -p dptq-distill --example run_preset -- OUT [--resume] [key=value ...]`.
-//! Prints progress lines every 20 steps, the tables and the verdicts.
+//! `preset=paper` as the first override switches presets. Prints progress lines every 20
+//! steps, the tables and the verdicts (the `dptq reproduce` command does the same with
+//! progress bars).
 
 use dptq_distill::{Progress, RunConfig, reproduce};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber_init();
     let mut args = std::env::args().skip(1);
     let out = args
         .next()
@@ -67,5 +68,3 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     Ok(())
 }
-
-fn tracing_subscriber_init() {}
