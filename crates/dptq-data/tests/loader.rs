@@ -291,3 +291,15 @@ fn mixup_of_a_batch_is_seeded_by_the_batch() {
     let (_, other) = loader.batch(0, 1).unwrap().mixup(1.0).unwrap();
     assert_ne!(mix1, other);
 }
+
+#[test]
+fn dropping_an_epoch_early_stops_the_prefetch_thread() {
+    let ds = Dataset::embedded().unwrap();
+    let loader = Loader::new(&ds.train, Pipeline::default(), config(16, 0), &Device::Cpu).unwrap();
+    for _ in 0..3 {
+        let mut batches = loader.epoch(0);
+        let first = batches.next().unwrap().unwrap();
+        assert_eq!(first.images.dims(), &[16, 3, 224, 224]);
+        // dropped here with most of the epoch unread: must return, not hang
+    }
+}
