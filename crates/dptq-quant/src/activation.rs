@@ -80,6 +80,7 @@ impl ActivationQuantizer {
                 (measure::percentiles(p, pct, false, inspect)?, pct < 100.0)
             }
         };
+        check_widths(&ranges, p.xs.dtype())?;
         Ok(Plan {
             scheme: Scheme::Asymmetric,
             dim: p.dim,
@@ -189,6 +190,7 @@ impl ActivationQuantizer {
             RangeMode::Percentile(pct) => (Some(pct), pct < 100.0),
         };
         let ranges = composed::ranges(&flat, pct, false, inspect)?;
+        check_widths(&ranges, p.xs.dtype())?;
         let plan = Plan {
             scheme: Scheme::Asymmetric,
             dim: p.dim,
@@ -261,6 +263,26 @@ fn export_codes<T: crate::kernels::Real>(
         }
     }
     (q, scale, zero_point)
+}
+
+/// Fails when `max - min` of an example overflows the working dtype (the step would be
+/// infinite and the output NaN).
+fn check_widths(ranges: &[Range], dtype: DType) -> Result<()> {
+    for (n, r) in ranges.iter().enumerate() {
+        let finite = match dtype {
+            DType::F32 => (r.hi as f32 - r.lo as f32).is_finite(),
+            _ => (r.hi - r.lo).is_finite(),
+        };
+        if !finite {
+            return Err(Error::RangeOverflow {
+                example: n,
+                lo: r.lo,
+                hi: r.hi,
+                dtype,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Validates a `[N]` u32 bits tensor and reads it.

@@ -24,6 +24,14 @@ pub enum Error {
     /// An example of the batch holds a NaN or an infinity.
     #[error("example {example} contains a non-finite value (NaN or infinity)")]
     NonFiniteExample { example: usize },
+    /// An example whose range `max - min` overflows its dtype.
+    #[error("the range of example {example} ({lo} to {hi}) overflows {dtype:?}")]
+    RangeOverflow {
+        example: usize,
+        lo: f64,
+        hi: f64,
+        dtype: DType,
+    },
     /// A weight tensor holds a NaN or an infinity.
     #[error("the weight tensor of shape {shape:?} contains a non-finite value (NaN or infinity)")]
     NonFiniteWeight { shape: Shape },

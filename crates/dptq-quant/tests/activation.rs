@@ -306,6 +306,27 @@ fn full_precision_examples_are_not_inspected() {
 }
 
 #[test]
+fn a_range_overflowing_the_dtype_is_an_error() {
+    let xs = tensor(&[-3e38, 3e38, 0.0, 1.0, 2.0, 3.0], &[2, 3], DType::F32);
+    let q = ActivationQuantizer::default();
+    for result in [
+        q.fake_quant(&xs, &ExampleBits::All(8)),
+        q.fake_quant_composed(&xs, &ExampleBits::All(8)),
+    ] {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, Error::RangeOverflow { example: 0, .. }),
+            "{err}"
+        );
+    }
+    // The same values in f64 are fine.
+    let out = q
+        .fake_quant(&xs.to_dtype(DType::F64).unwrap(), &ExampleBits::All(8))
+        .unwrap();
+    assert!(vec_f64(&out).iter().all(|v| v.is_finite()));
+}
+
+#[test]
 fn empty_tensors_are_fine() {
     let q = ActivationQuantizer::default();
     for shape in [[0usize, 3, 4], [2, 0, 4]] {
