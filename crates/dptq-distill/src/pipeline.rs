@@ -120,8 +120,12 @@ fn init_teacher(cfg: &RunConfig, net: &Network) -> Result<()> {
     }
     if let Some(repo) = init.strip_prefix("hub:") {
         // The local Hugging Face cache first, a download otherwise (unless HF_HUB_OFFLINE).
-        let files = dptq_models::hub::fetch(repo, &dptq_models::hub::HubOptions::default())?;
-        let report = dptq_models::load_weights(&net.arch, &net.store, &files.weights)?;
+        let weights = dptq_models::hub::fetch_file(
+            repo,
+            dptq_models::hub::WEIGHTS_FILE,
+            &dptq_models::hub::HubOptions::default(),
+        )?;
+        let report = dptq_models::load_weights(&net.arch, &net.store, &weights)?;
         tracing::info!(
             "teacher: {} tensors from {repo}, {} re-initialised (new classifier head)",
             report.loaded.len(),
