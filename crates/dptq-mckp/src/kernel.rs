@@ -14,6 +14,7 @@
 //! same float expression as in the maximum, hence the same first maximiser that a strict `>`
 //! scan over the items keeps.
 
+use crate::gang::{GANG, GangScratch, solve_gang};
 use crate::problem::{LANES, Plan, try_vec};
 use crate::{Error, Mode, Profit, Result};
 
@@ -23,6 +24,8 @@ pub(crate) struct Scratch<P> {
     /// Value rows `[L + 1, row_len]`; row `L` is the constant `V_L`. Entries outside the
     /// states a group writes stay `-inf`.
     values: Vec<P>,
+    /// Buffers of the gang kernel for batches, when small enough.
+    gang: Option<GangScratch<P>>,
 }
 
 impl<P: Profit> Scratch<P> {
@@ -34,7 +37,10 @@ impl<P: Profit> Scratch<P> {
             Mode::Exact => term[plan.pad] = P::ZERO,
             Mode::AtMost => term[plan.pad..].fill(P::ZERO),
         }
-        Some(Self { values })
+        Some(Self {
+            values,
+            gang: GangScratch::new(plan),
+        })
     }
 }
 
@@ -107,6 +113,33 @@ fn solve_batch_inline<P: Profit, const AVX2: bool>(
 ) -> Result<()> {
     let per = plan.groups * plan.items;
     let limit = P::limit(plan.groups);
+    // Whole gangs of GANG instances first, the rest one at a time.
+    let gangs = if scratch.gang.is_some() {
+        totals.len() / GANG
+    } else {
+        0
+    };
+    if let Some(gang) = &mut scratch.gang {
+        let per_gang = (profits
+            .chunks_exact(GANG * per)
+            .zip(choices.chunks_exact_mut(GANG * plan.groups)))
+        .zip(totals.chunks_exact_mut(GANG));
+        for (g, ((p, c), t)) in per_gang.enumerate().take(gangs) {
+            for (lane, instance) in p.chunks_exact(per).enumerate() {
+                if !all_within(instance, limit) {
+                    return Err(bad_profit(instance, limit, plan, first + g * GANG + lane));
+                }
+            }
+            solve_gang::<P, AVX2>(plan, gang, p, c, t);
+        }
+    }
+    let done = gangs * GANG;
+    let (profits, choices, totals) = (
+        &profits[done * per..],
+        &mut choices[done * plan.groups..],
+        &mut totals[done..],
+    );
+    let first = first + done;
     let instances = profits
         .chunks_exact(per)
         .zip(choices.chunks_exact_mut(plan.groups));

@@ -34,6 +34,7 @@
 //! bit-width policies (forward: the one-hot optimum; backward: identity to the scores).
 
 mod error;
+mod gang;
 mod kernel;
 mod problem;
 mod profit;

@@ -22,6 +22,43 @@ pub(crate) mod sealed {
             p: &[Self],
             blocks: usize,
         );
+
+        /// One row of the gang kernel with AVX2 (see `crate::simd`).
+        ///
+        /// # Safety
+        ///
+        /// The CPU supports AVX2; `start >= max(w)`; `end * GANG <= next.len()` and
+        /// `<= cur.len()`; `p.len() == w.len() * GANG`, `w.len() >= 1`.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn gang_row_avx2(
+            next: &[Self],
+            cur: &mut [Self],
+            p: &[Self],
+            w: &[u32],
+            start: usize,
+            end: usize,
+        );
+
+        /// `crate::gang::transpose`, with AVX2 where written (f32).
+        ///
+        /// # Safety
+        ///
+        /// The CPU supports AVX2; `profits.len() >= GANG * per`, `out.len() >= per * GANG`.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn gang_transpose_avx2(profits: &[Self], per: usize, out: &mut [Self]);
+
+        /// `crate::gang::backtrack`, with AVX2 gathers where written (f32).
+        ///
+        /// # Safety
+        ///
+        /// The CPU supports AVX2; `values` and `p` are the gang buffers `walk` describes.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn gang_backtrack_avx2(
+            values: &[Self],
+            p: &[Self],
+            walk: &crate::gang::Walk<'_>,
+            choices: &mut [u32],
+        );
     }
 
     impl Sealed for f32 {
@@ -37,6 +74,36 @@ pub(crate) mod sealed {
             // SAFETY: forwarded contract.
             unsafe { crate::simd::row_f32(next, start, cur, w, p, blocks) }
         }
+
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn gang_row_avx2(
+            next: &[Self],
+            cur: &mut [Self],
+            p: &[Self],
+            w: &[u32],
+            start: usize,
+            end: usize,
+        ) {
+            // SAFETY: forwarded contract.
+            unsafe { crate::simd::gang_row_f32(next, cur, p, w, start, end) }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn gang_transpose_avx2(profits: &[Self], per: usize, out: &mut [Self]) {
+            // SAFETY: forwarded contract.
+            unsafe { crate::simd::gang_transpose_f32(profits, per, out) }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn gang_backtrack_avx2(
+            values: &[Self],
+            p: &[Self],
+            walk: &crate::gang::Walk<'_>,
+            choices: &mut [u32],
+        ) {
+            // SAFETY: forwarded contract.
+            unsafe { crate::simd::gang_backtrack_f32(values, p, walk, choices) }
+        }
     }
 
     impl Sealed for f64 {
@@ -51,6 +118,35 @@ pub(crate) mod sealed {
         ) {
             // SAFETY: forwarded contract.
             unsafe { crate::simd::row_f64(next, start, cur, w, p, blocks) }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn gang_row_avx2(
+            next: &[Self],
+            cur: &mut [Self],
+            p: &[Self],
+            w: &[u32],
+            start: usize,
+            end: usize,
+        ) {
+            // SAFETY: forwarded contract.
+            unsafe { crate::simd::gang_row_f64(next, cur, p, w, start, end) }
+        }
+
+        // f64 has no hand-written transpose or gather backtrack: the portable ones.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn gang_transpose_avx2(profits: &[Self], per: usize, out: &mut [Self]) {
+            crate::gang::transpose(profits, per, out)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn gang_backtrack_avx2(
+            values: &[Self],
+            p: &[Self],
+            walk: &crate::gang::Walk<'_>,
+            choices: &mut [u32],
+        ) {
+            crate::gang::backtrack(values, p, walk, choices)
         }
     }
 }

@@ -61,6 +61,13 @@ fn batch_equals_singles<P: Profit>(seed: u64, from: fn(f64) -> P) {
         let mut solver = SolverBuilder::new().build::<P>(&problem).unwrap();
         let batch = solver.solve_batch(&profits).unwrap();
         assert_eq!(batch.len(), n);
+        // batches run whole gangs of 8 instances in SIMD lanes: the portable build of that
+        // kernel must agree too
+        let mut portable = SolverBuilder::new()
+            .detect_cpu_features(false)
+            .build::<P>(&problem)
+            .unwrap();
+        assert!(same(&portable.solve_batch(&profits).unwrap(), &batch));
         for i in 0..n {
             let single = solver.solve(&profits[i * per..(i + 1) * per]).unwrap();
             let choices: Vec<usize> = batch

@@ -1,4 +1,6 @@
 //! The solver against exhaustive enumeration on thousands of small seeded random instances.
+//! Every problem gets a batch of 9 instances, solved one by one and as a batch (a gang of
+//! 8 in SIMD lanes plus one), with both kernels.
 //!
 //! The brute force enumerates every choice vector, sums profits from the last group to the
 //! first (as documented) and keeps the best under the documented order: maximise
@@ -16,6 +18,9 @@ struct Instance<P> {
     budget: u64,
     mode: Mode,
 }
+
+/// Instances in the batch of every random problem.
+const BATCH: usize = 9;
 
 enum Expected<P> {
     Optimum {
@@ -169,7 +174,7 @@ fn random_instance<P: Profit>(rng: &mut ChaCha8Rng, from_f64: fn(f64) -> P) -> I
         (0..l).map(|_| random_row(rng, k)).collect()
     };
     let kind = rng.random_range(0..5);
-    let profits = (0..l * k)
+    let profits = (0..BATCH * l * k)
         .map(|_| {
             from_f64(match kind {
                 // integer-valued: many exact ties
@@ -203,37 +208,76 @@ fn random_instance<P: Profit>(rng: &mut ChaCha8Rng, from_f64: fn(f64) -> P) -> I
     }
 }
 
-/// Solve with both kernels and check the result against the brute force.
-fn check<P: Profit>(inst: &Instance<P>, case: usize) -> &'static str {
-    let expected = brute_force(inst);
+/// The `n`-th instance of the batch.
+fn nth<P: Profit>(inst: &Instance<P>, n: usize) -> Instance<P> {
+    let per = inst.rows.len() * inst.rows[0].len();
+    let profits = inst.profits[n * per..(n + 1) * per].to_vec();
+    Instance {
+        rows: inst.rows.clone(),
+        profits,
+        budget: inst.budget,
+        mode: inst.mode,
+    }
+}
+
+/// Solve the batch one by one and at once, with both kernels, and check every instance
+/// against the brute force.
+fn check<P: Profit>(batch: &Instance<P>, case: usize) -> &'static str {
+    let per = batch.rows.len() * batch.rows[0].len();
+    let expected: Vec<Expected<P>> = (0..BATCH).map(|n| brute_force(&nth(batch, n))).collect();
     let problem =
-        Weights::per_group(&inst.rows).and_then(|w| Problem::new(w, inst.budget, inst.mode));
-    let context = format!(
-        "case {case}: rows {:?} budget {} {:?} profits {:?}",
-        inst.rows, inst.budget, inst.mode, inst.profits
-    );
-    match (expected, problem) {
-        (
-            Expected::Optimum {
-                choices,
-                profit,
-                weight,
-            },
-            Ok(problem),
-        ) => {
+        Weights::per_group(&batch.rows).and_then(|w| Problem::new(w, batch.budget, batch.mode));
+    let context = |n: usize| {
+        format!(
+            "case {case}, instance {n}: rows {:?} budget {} {:?} profits {:?}",
+            batch.rows,
+            batch.budget,
+            batch.mode,
+            nth(batch, n).profits
+        )
+    };
+    match (&expected[0], problem) {
+        (Expected::Optimum { .. }, Ok(problem)) => {
             for detect in [true, false] {
                 let mut solver = SolverBuilder::new()
                     .detect_cpu_features(detect)
                     .build::<P>(&problem)
                     .unwrap();
-                let got = solver.solve(&inst.profits).unwrap();
-                assert_eq!(got.choices, choices, "{context}");
-                assert_eq!(
-                    got.profit.to_f64().to_bits(),
-                    profit.to_f64().to_bits(),
-                    "{context}"
-                );
-                assert_eq!(got.weight, weight, "{context}");
+                let together = solver.solve_batch(&batch.profits).unwrap();
+                for (n, expected) in expected.iter().enumerate() {
+                    let Expected::Optimum {
+                        choices,
+                        profit,
+                        weight,
+                    } = expected
+                    else {
+                        panic!("{}: feasibility differs between instances", context(n));
+                    };
+                    let single = solver
+                        .solve(&batch.profits[n * per..(n + 1) * per])
+                        .unwrap();
+                    assert_eq!(&single.choices, choices, "{}", context(n));
+                    assert_eq!(
+                        single.profit.to_f64().to_bits(),
+                        profit.to_f64().to_bits(),
+                        "{}",
+                        context(n)
+                    );
+                    assert_eq!(single.weight, *weight, "{}", context(n));
+                    let in_batch: Vec<usize> = together
+                        .choices_of(n)
+                        .unwrap()
+                        .iter()
+                        .map(|&c| c as usize)
+                        .collect();
+                    assert_eq!(&in_batch, choices, "batch, {}", context(n));
+                    assert_eq!(
+                        together.profits[n].to_f64().to_bits(),
+                        profit.to_f64().to_bits(),
+                        "batch, {}",
+                        context(n)
+                    );
+                }
             }
             "optimum"
         }
@@ -245,10 +289,10 @@ fn check<P: Profit>(inst: &Instance<P>, case: usize) -> &'static str {
                 below: b, above: a, ..
             }),
         ) => {
-            assert_eq!((b, a), (below, above), "{context}");
+            assert_eq!((b, a), (*below, *above), "{}", context(0));
             "unreachable"
         }
-        (_, got) => panic!("{context}: unexpected {got:?}"),
+        (_, got) => panic!("{}: unexpected {got:?}", context(0)),
     }
 }
 
@@ -291,7 +335,7 @@ fn integer_profits_give_the_lexicographically_smallest_optimum() {
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let mut solved = 0;
     for _ in 0..3000 {
-        let mut inst = random_instance(&mut rng, |x| x);
+        let mut inst = nth(&random_instance(&mut rng, |x| x), 0);
         for p in &mut inst.profits {
             *p = rng.random_range(-2..=2) as f64;
         }
