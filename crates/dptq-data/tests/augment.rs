@@ -234,3 +234,36 @@ fn mixup_is_a_convex_combination_with_a_permutation() {
     assert_eq!(again, mix);
     assert!(mixup(&x, -1.0, &mut rng(0)).is_err());
 }
+
+/// The 61x47 test pattern of the torchvision golden files.
+fn pattern() -> RgbImage {
+    RgbImage::from_fn(61, 47, |x, y| {
+        image::Rgb([0, 1, 2].map(|c| ((x * 37 + y * 11 + c * 63) % 256) as u8))
+    })
+}
+
+/* fixtures/data/eval_transform_{bilinear,bicubic}_32.bin were generated with the following
+   code (torchvision 0.29.2, Pillow 13.0.0):
+
+    y, x = np.mgrid[0:47, 0:61]
+    img = np.stack([(x * 37 + y * 11 + c * 63) % 256 for c in range(3)], -1).astype(np.uint8)
+    for name, interp in [("bilinear", InterpolationMode.BILINEAR), ("bicubic", InterpolationMode.BICUBIC)]:
+        t = transforms.Compose([transforms.Resize(36, interpolation=interp), transforms.CenterCrop(32)])
+        open(f"fixtures/data/eval_transform_{name}_32.bin", "wb").write(np.asarray(t(Image.fromarray(img))).tobytes())
+*/
+#[test]
+fn resize_and_center_crop_match_torchvision_and_pil() {
+    for (name, interp) in [
+        ("bilinear", Interpolation::Bilinear),
+        ("bicubic", Interpolation::Bicubic),
+    ] {
+        let path = format!(
+            "{}/../../fixtures/data/eval_transform_{name}_32.bin",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let golden = std::fs::read(&path).unwrap();
+        let ours = center_crop(&resize_shorter(&pattern(), 36, interp), 32);
+        // the same fixed-point scheme as PIL's resample: bit-exact
+        assert_eq!(ours.as_raw(), &golden, "{name}");
+    }
+}
