@@ -344,3 +344,25 @@ fn pets_missing_image_is_an_error_or_a_recorded_skip() {
     assert_eq!(ds.skipped[0].path, gone);
     assert_eq!(ds.test.class_counts(3), vec![2, 2, 1]);
 }
+
+#[test]
+fn pets_images_are_decoded_by_content_whatever_their_extension() {
+    // The real archive holds a few PNGs and grey or RGBA images named .jpg.
+    let dir = tempfile::tempdir().unwrap();
+    common::pets(dir.path(), 1);
+    let path = dir.path().join("images/Bengal_1.jpg");
+    let rgba = image::RgbaImage::from_pixel(9, 7, image::Rgba([10, 20, 30, 128]));
+    rgba.save_with_format(&path, image::ImageFormat::Png)
+        .unwrap();
+    let ds = Dataset::open(&DataSpec::Pets(dir.path().into()), &skip_bad()).unwrap();
+    assert!(ds.skipped.is_empty(), "{:?}", ds.skipped);
+    let i = ds
+        .train
+        .samples()
+        .iter()
+        .position(|s| matches!(&s.source, Source::File(p) if *p == path))
+        .unwrap();
+    let img = ds.train.image(i).unwrap();
+    assert_eq!(img.dimensions(), (9, 7));
+    assert_eq!(img.get_pixel(3, 3).0, [10, 20, 30]);
+}
