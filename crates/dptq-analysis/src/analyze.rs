@@ -22,7 +22,7 @@ use crate::artefacts::{ExperimentModels, RunArtefacts};
 use crate::corrupt::{CorruptConfig, CorruptResult, corruption_robustness};
 use crate::dynamics::{PolicyDynamics, policy_dynamics};
 use crate::error::{Error, Result};
-use crate::eval::{Bits, EvalSet, evaluate};
+use crate::eval::{Bits, EvalCache, EvalSet};
 use crate::figures::{self, slug};
 use crate::hist::{HistConfig, NetworkHistograms, activation_histograms};
 use crate::mitigation::{DEFAULT_PERCENTILES, Mitigation, percentile_mitigation};
@@ -104,7 +104,7 @@ pub struct SweepConfig {
     /// Quantize with this width at every layer instead of the policies' bits (default
     /// `None`: the policies').
     pub fixed_bits: Option<u32>,
-    /// Training examples (class-balanced subset; default 1000; 0 = all).
+    /// Training examples (class-balanced subset; default 500; 0 = all).
     pub train_examples: usize,
     /// Test examples (class-balanced subset; default 1000; 0 = all).
     pub test_examples: usize,
@@ -115,7 +115,7 @@ impl Default for SweepConfig {
         Self {
             networks: vec!["D".into(), "R".into()],
             fixed_bits: None,
-            train_examples: 1000,
+            train_examples: 500,
             test_examples: 1000,
         }
     }
@@ -141,7 +141,7 @@ pub struct AnalysisOptions {
     pub hist: HistConfig,
     /// Corruptions.
     pub corrupt: CorruptConfig,
-    /// Percentiles of the mitigation experiment (default 99.99, 99.9, 99).
+    /// Percentiles of the mitigation experiment (default 99.9, 99).
     pub percentiles: Vec<f64>,
     /// Output directory; `None` (default) = `<run>/analysis`.
     pub out_dir: Option<PathBuf>,
@@ -426,6 +426,8 @@ pub fn analyze_run(
         } else {
             None
         };
+        // Passes shared by the transitory points, the dynamics and the mitigation.
+        let mut cache = test.as_ref().map(EvalCache::new);
         let policy_bits = |name: &str| -> (String, Bits<'_>) {
             let (pname, policy) = own_policy(&models, name);
             (
@@ -503,34 +505,23 @@ pub fn analyze_run(
         }
 
         if part_enabled(options, AnalysisPart::Transitory) {
-            let test = test.as_ref().expect("loaded above");
+            let cache = cache.as_mut().expect("loaded above");
+            let test = cache.set();
             let t = ctx.timed("transitory", |_| {
-                let (_, pi_d) = policy_bits("D");
-                let r_fp = evaluate(
-                    models.r.classifier(),
-                    test,
-                    &Bits::FullPrecision,
-                    None,
-                    None,
-                    RangeMode::MinMax,
-                )?;
-                let d_fp = evaluate(
-                    models.d.classifier(),
-                    test,
-                    &Bits::FullPrecision,
-                    None,
-                    None,
-                    RangeMode::MinMax,
-                )?;
-                let d_q = evaluate(
-                    models.d.classifier(),
-                    test,
-                    &pi_d,
-                    weight_bits,
-                    None,
-                    RangeMode::MinMax,
-                )?;
-                let (rc, dc, qc) = (r_fp.correct(), d_fp.correct(), d_q.correct());
+                let (pname, pi_d) = policy_bits("D");
+                let rc = cache.fp(models.r.classifier(), "R")?.correct();
+                let dc = cache.fp(models.d.classifier(), "D")?.correct();
+                let d_q = cache
+                    .get(
+                        models.d.classifier(),
+                        "D",
+                        &pname,
+                        &pi_d,
+                        weight_bits,
+                        RangeMode::MinMax,
+                    )?
+                    .clone();
+                let qc = d_q.correct();
                 let idx: Vec<usize> = (0..rc.len())
                     .filter(|&i| rc[i] && dc[i] && !qc[i])
                     .collect();
@@ -752,7 +743,7 @@ pub fn analyze_run(
         }
 
         if part_enabled(options, AnalysisPart::Dynamics) {
-            let test = test.as_ref().expect("loaded above");
+            let cache = cache.as_mut().expect("loaded above");
             let dyns = ctx.timed("dynamics", |_| {
                 let mut out = Vec::new();
                 for name in ["D", "R"] {
@@ -763,7 +754,7 @@ pub fn analyze_run(
                         &pname,
                         &bits,
                         weight_bits,
-                        test,
+                        cache,
                     )?);
                 }
                 Ok(out)
@@ -818,7 +809,7 @@ pub fn analyze_run(
         }
 
         if part_enabled(options, AnalysisPart::Mitigation) {
-            let test = test.as_ref().expect("loaded above");
+            let cache = cache.as_mut().expect("loaded above");
             let mits = ctx.timed("mitigation", |c| {
                 let mut out = Vec::new();
                 for name in ["D", "R"] {
@@ -829,7 +820,7 @@ pub fn analyze_run(
                         &pname,
                         &bits,
                         weight_bits,
-                        test,
+                        cache,
                         &c.options.percentiles,
                     )?);
                 }

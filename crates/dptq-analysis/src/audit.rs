@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dynamics::{PolicyDynamics, policy_dynamics};
 use crate::error::{Error, Result};
-use crate::eval::{Bits, EvalSet, budget_check, evaluate};
+use crate::eval::{Bits, EvalCache, EvalSet, budget_check};
 use crate::figures;
 use crate::plot::{Figure, LinePanel, Panel, SavedFigure, Series};
 use crate::report::{Report, ReportFigure, Section};
@@ -629,15 +629,12 @@ pub fn run_audit(
         budget,
     };
     let detrimental = policy(&pi_d_net);
-    let fp = evaluate(
-        model,
-        &test,
-        &Bits::FullPrecision,
-        None,
-        None,
-        RangeMode::MinMax,
-    )?;
-    let d_q = evaluate(model, &test, &detrimental, wb, None, RangeMode::MinMax)?;
+    let mut cache = EvalCache::new(&test);
+    let fp = cache.fp(model, "model")?.clone();
+    let mm = RangeMode::MinMax;
+    let d_q = cache
+        .get(model, "model", "pi_D", &detrimental, wb, mm)?
+        .clone();
     let random = Bits::Policy {
         policy: EvalPolicy::Random {
             seed: derive_seed(config.seed, "audit/random_policy", 0, 0),
@@ -645,25 +642,27 @@ pub fn run_audit(
         options: &config.options,
         budget,
     };
-    let rand_q = evaluate(model, &test, &random, wb, None, RangeMode::MinMax)?;
+    let rand_q = cache
+        .get(model, "model", "random", &random, wb, mm)?
+        .clone();
     let r_q = match &pi_r_net {
-        Some(net) => Some(evaluate(
-            model,
-            &test,
-            &policy(net),
-            wb,
-            None,
-            RangeMode::MinMax,
-        )?),
+        Some(net) => Some(
+            cache
+                .get(model, "model", "pi_R", &policy(net), wb, mm)?
+                .clone(),
+        ),
         None => None,
     };
     let uniform = if (budget as usize).is_multiple_of(layers.len())
         && config.options.contains(&(budget / layers.len() as u32))
     {
         let b = budget / layers.len() as u32;
+        let name = format!("uniform {b}");
         Some((
             b,
-            evaluate(model, &test, &Bits::Uniform(b), wb, None, RangeMode::MinMax)?.accuracy(),
+            cache
+                .get(model, "model", &name, &Bits::Uniform(b), wb, mm)?
+                .accuracy(),
         ))
     } else {
         None
@@ -714,7 +713,7 @@ pub fn run_audit(
         "pi_D",
         &detrimental,
         wb,
-        &test,
+        &mut cache,
     )?];
     if let Some(net) = &pi_r_net {
         dynamics.push(policy_dynamics(
@@ -723,7 +722,7 @@ pub fn run_audit(
             "pi_R",
             &policy(net),
             wb,
-            &test,
+            &mut cache,
         )?);
     }
 

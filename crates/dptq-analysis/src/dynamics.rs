@@ -14,7 +14,7 @@ use dptq_quant::RangeMode;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::eval::{Bits, EvalSet, budget_check, evaluate};
+use crate::eval::{Bits, EvalCache, budget_check};
 use crate::stats::ChoiceCounts;
 
 /// A policy's choices and the damage of its fixed projection, for one network.
@@ -62,15 +62,16 @@ pub fn fixed_allocation(counts: &ChoiceCounts, budget: u32) -> Result<Vec<u32>> 
     Ok(best.choices.iter().map(|&k| counts.options[k]).collect())
 }
 
-/// Measures the dynamics of `policy` (bits per example by the exact-budget MCKP) on `set`
-/// for `model`: choice counts, the fixed projection and the three accuracies.
+/// Measures the dynamics of `policy` (bits per example by the exact-budget MCKP, named
+/// `policy_name` in `cache`) for `model` on the cache's set: choice counts, the fixed
+/// projection and the three accuracies.
 pub fn policy_dynamics(
     model: &dyn Classifier,
     network: &str,
     policy_name: &str,
     policy: &Bits<'_>,
     weight_bits: Option<u32>,
-    set: &EvalSet,
+    cache: &mut EvalCache<'_>,
 ) -> Result<PolicyDynamics> {
     let Bits::Policy {
         options, budget, ..
@@ -81,37 +82,41 @@ pub fn policy_dynamics(
             format!("{policy:?} is not a policy"),
         ));
     };
-    let fp = evaluate(
+    let accuracy_fp = cache.fp(model, network)?.accuracy();
+    let dynamic = cache.get(
         model,
-        set,
-        &Bits::FullPrecision,
-        None,
-        None,
+        network,
+        policy_name,
+        policy,
+        weight_bits,
         RangeMode::MinMax,
     )?;
-    let dynamic = evaluate(model, set, policy, weight_bits, None, RangeMode::MinMax)?;
+    let accuracy_dynamic = dynamic.accuracy();
     let rows = dynamic.bits.clone().unwrap_or_default();
     let on_budget = budget_check(&rows, budget);
     let flat: Vec<u32> = rows.iter().flatten().copied().collect();
     let counts = ChoiceCounts::from_bits(&flat, model.quant_layers().len(), options)?;
     let allocation = fixed_allocation(&counts, budget)?;
-    let fixed = evaluate(
-        model,
-        set,
-        &Bits::Allocation(&allocation),
-        weight_bits,
-        None,
-        RangeMode::MinMax,
-    )?;
+    let name = format!("fixed {allocation:?}");
+    let accuracy_fixed = cache
+        .get(
+            model,
+            network,
+            &name,
+            &Bits::Allocation(&allocation),
+            weight_bits,
+            RangeMode::MinMax,
+        )?
+        .accuracy();
     Ok(PolicyDynamics {
         network: network.to_string(),
         policy: policy_name.to_string(),
         budget,
         counts,
         fixed_allocation: allocation,
-        accuracy_fp: fp.accuracy(),
-        accuracy_dynamic: dynamic.accuracy(),
-        accuracy_fixed: fixed.accuracy(),
+        accuracy_fp,
+        accuracy_dynamic,
+        accuracy_fixed,
         on_budget,
     })
 }

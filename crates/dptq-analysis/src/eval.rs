@@ -267,3 +267,66 @@ pub fn budget_check(bits: &[Vec<u32>], budget: u32) -> (usize, usize) {
         .count();
     (ok, bits.len())
 }
+
+/// Evaluations of one set, kept by name so that analyses sharing a pass (the FP network,
+/// a network under its own policy) run it once.
+#[derive(Debug)]
+pub struct EvalCache<'s> {
+    set: &'s EvalSet,
+    outcomes: std::collections::HashMap<String, Outcome>,
+    passes: usize,
+}
+
+impl<'s> EvalCache<'s> {
+    /// An empty cache over `set`.
+    pub fn new(set: &'s EvalSet) -> Self {
+        Self {
+            set,
+            outcomes: Default::default(),
+            passes: 0,
+        }
+    }
+
+    /// The set evaluated.
+    pub fn set(&self) -> &'s EvalSet {
+        self.set
+    }
+
+    /// Passes actually run so far (cache misses).
+    pub fn passes(&self) -> usize {
+        self.passes
+    }
+
+    /// The outcome of [`evaluate`] for `network` under the bits named `bits_name` — names
+    /// must identify the bits: the same `(network, bits_name, weight_bits, range)` returns
+    /// the stored outcome without a pass.
+    pub fn get(
+        &mut self,
+        model: &dyn Classifier,
+        network: &str,
+        bits_name: &str,
+        bits: &Bits<'_>,
+        weight_bits: Option<u32>,
+        range: RangeMode,
+    ) -> Result<&Outcome> {
+        let key = format!("{network}|{bits_name}|{weight_bits:?}|{range:?}");
+        if !self.outcomes.contains_key(&key) {
+            let outcome = evaluate(model, self.set, bits, weight_bits, None, range)?;
+            self.passes += 1;
+            self.outcomes.insert(key.clone(), outcome);
+        }
+        Ok(&self.outcomes[&key])
+    }
+
+    /// The full-precision outcome of `network`.
+    pub fn fp(&mut self, model: &dyn Classifier, network: &str) -> Result<&Outcome> {
+        self.get(
+            model,
+            network,
+            "fp",
+            &Bits::FullPrecision,
+            None,
+            RangeMode::MinMax,
+        )
+    }
+}

@@ -34,7 +34,8 @@ pub use corrupt::{
 pub use dynamics::{PolicyDynamics, fixed_allocation, policy_dynamics};
 pub use error::{Error, Result};
 pub use eval::{
-    BatchBits, Bits, EvalBatch, EvalSet, Outcome, accuracy_pct, argmax_rows, budget_check, evaluate,
+    BatchBits, Bits, EvalBatch, EvalCache, EvalSet, Outcome, accuracy_pct, argmax_rows,
+    budget_check, evaluate,
 };
 pub use figures::{network_color, slug};
 pub use hist::{HistConfig, LayerHistogram, NetworkHistograms, activation_histograms};

@@ -10,10 +10,10 @@ use dptq_quant::RangeMode;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::eval::{Bits, EvalSet, evaluate};
+use crate::eval::{Bits, EvalCache};
 
 /// The default percentiles tried.
-pub const DEFAULT_PERCENTILES: [f64; 3] = [99.99, 99.9, 99.0];
+pub const DEFAULT_PERCENTILES: [f64; 2] = [99.9, 99.0];
 
 /// One scale of the mitigation experiment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -44,15 +44,15 @@ pub struct Mitigation {
     pub rows: Vec<MitigationRow>,
 }
 
-/// Evaluates `model` at full precision, then quantized by `policy` with min/max scales
-/// and with each of `percentiles` (in (50, 100]).
+/// Evaluates `model` at full precision, then quantized by `policy` (named `policy_name`
+/// in `cache`) with min/max scales and with each of `percentiles` (in (50, 100]).
 pub fn percentile_mitigation(
     model: &dyn Classifier,
     network: &str,
     policy_name: &str,
     policy: &Bits<'_>,
     weight_bits: Option<u32>,
-    set: &EvalSet,
+    cache: &mut EvalCache<'_>,
     percentiles: &[f64],
 ) -> Result<Mitigation> {
     if let Some(bad) = percentiles.iter().find(|p| !(**p > 50.0 && **p <= 100.0)) {
@@ -61,16 +61,17 @@ pub fn percentile_mitigation(
             format!("{bad} (activation percentiles must lie in (50, 100])"),
         ));
     }
-    let fp = evaluate(
-        model,
-        set,
-        &Bits::FullPrecision,
-        None,
-        None,
-        RangeMode::MinMax,
-    )?
-    .accuracy();
-    let minmax = evaluate(model, set, policy, weight_bits, None, RangeMode::MinMax)?.accuracy();
+    let fp = cache.fp(model, network)?.accuracy();
+    let minmax = cache
+        .get(
+            model,
+            network,
+            policy_name,
+            policy,
+            weight_bits,
+            RangeMode::MinMax,
+        )?
+        .accuracy();
     let recovered = |acc: f64| {
         let lost = fp - minmax;
         (lost >= 1.0).then(|| 100.0 * (acc - minmax) / lost)
@@ -83,15 +84,16 @@ pub fn percentile_mitigation(
         recovered: recovered(minmax),
     }];
     for &p in percentiles {
-        let acc = evaluate(
-            model,
-            set,
-            policy,
-            weight_bits,
-            None,
-            RangeMode::Percentile(p),
-        )?
-        .accuracy();
+        let acc = cache
+            .get(
+                model,
+                network,
+                policy_name,
+                policy,
+                weight_bits,
+                RangeMode::Percentile(p),
+            )?
+            .accuracy();
         rows.push(MitigationRow {
             network: network.to_string(),
             scale: format!("p{p}"),

@@ -8,10 +8,10 @@ use std::sync::OnceLock;
 
 use candle_core::Device;
 use dptq_analysis::{
-    AnalysisOptions, AnalysisPart, AuditConfig, Bits, CorruptConfig, EvalSet, HistConfig,
-    ModelSource, RunArtefacts, SweepKind, accuracy_pct, activation_histograms, analyze_run,
-    argmax_rows, corruption_robustness, evaluate, percentile_mitigation, policy_dynamics,
-    run_audit, run_sweeps, sweep_mask, write_audit,
+    AnalysisOptions, AnalysisPart, AuditConfig, Bits, CorruptConfig, EvalCache, EvalSet,
+    HistConfig, ModelSource, RunArtefacts, SweepKind, accuracy_pct, activation_histograms,
+    analyze_run, argmax_rows, corruption_robustness, evaluate, percentile_mitigation,
+    policy_dynamics, run_audit, run_sweeps, sweep_mask, write_audit,
 };
 use dptq_data::{CorruptionKind, Transform};
 use dptq_distill::{EvalPolicy, NoProgress, RunConfig, balanced_subset, reproduce};
@@ -268,16 +268,19 @@ fn percentile_100_scales_recover_nothing_because_they_are_min_max() {
         options: &experiment.options,
         budget: experiment.budget,
     };
+    let mut cache = EvalCache::new(&set);
     let m = percentile_mitigation(
         models.d.classifier(),
         "D",
         "pi_D",
         &bits,
         Some(16),
-        &set,
+        &mut cache,
         &[100.0, 99.0],
     )
     .unwrap();
+    // FP, min/max and the two percentiles: four passes.
+    assert_eq!(cache.passes(), 4);
     assert_eq!(m.rows.len(), 3);
     assert_eq!(m.rows[0].scale, "min-max");
     assert_eq!(m.rows[1].accuracy, m.rows[0].accuracy);
@@ -288,7 +291,7 @@ fn percentile_100_scales_recover_nothing_because_they_are_min_max() {
             "pi_D",
             &bits,
             Some(16),
-            &set,
+            &mut cache,
             &[40.0]
         )
         .is_err()
@@ -309,7 +312,30 @@ fn the_fixed_projection_costs_exactly_the_budget_and_counts_cover_every_example(
         options: &experiment.options,
         budget: experiment.budget,
     };
-    let d = policy_dynamics(models.d.classifier(), "D", "pi_D", &bits, Some(16), &set).unwrap();
+    let mut cache = EvalCache::new(&set);
+    let d = policy_dynamics(
+        models.d.classifier(),
+        "D",
+        "pi_D",
+        &bits,
+        Some(16),
+        &mut cache,
+    )
+    .unwrap();
+    // The dynamic and FP passes are shared with anything else that asks for them.
+    let passes = cache.passes();
+    let again = cache
+        .get(
+            models.d.classifier(),
+            "D",
+            "pi_D",
+            &bits,
+            Some(16),
+            RangeMode::MinMax,
+        )
+        .unwrap();
+    assert_eq!(again.accuracy(), d.accuracy_dynamic);
+    assert_eq!(cache.passes(), passes);
     assert_eq!(d.fixed_allocation.iter().sum::<u32>(), experiment.budget);
     assert_eq!(d.on_budget, (50, 50));
     assert_eq!(d.counts.examples, 50);
