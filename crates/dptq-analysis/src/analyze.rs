@@ -22,7 +22,7 @@ use crate::artefacts::{ExperimentModels, RunArtefacts};
 use crate::corrupt::{CorruptConfig, CorruptResult, corruption_robustness};
 use crate::dynamics::{PolicyDynamics, policy_dynamics};
 use crate::error::{Error, Result};
-use crate::eval::{Bits, EvalCache, EvalSet};
+use crate::eval::{Bits, EvalCache, EvalSet, PassTiming};
 use crate::figures::{self, slug};
 use crate::hist::{HistConfig, NetworkHistograms, activation_histograms};
 use crate::mitigation::{DEFAULT_PERCENTILES, Mitigation, percentile_mitigation};
@@ -209,6 +209,9 @@ pub struct ExperimentAnalysis {
     pub mitigation: Vec<Mitigation>,
     /// Fig. 4.
     pub corrupt: Option<CorruptResult>,
+    /// Wall time of each shared pass over the test set (FP, own policy, fixed allocation,
+    /// percentile scales): the baseline the other parts' times compare with.
+    pub passes: Vec<PassTiming>,
 }
 
 /// What `analyze_run` wrote.
@@ -896,6 +899,9 @@ pub fn analyze_run(
             )?;
             report.sections.push(s);
             result.corrupt = Some(c_result);
+        }
+        if let Some(c) = &cache {
+            result.passes = c.timings().to_vec();
         }
         analyses.push(result);
     }

@@ -863,8 +863,8 @@ pub fn audit_report(
     let mut layers = Section::new("Most vulnerable layers");
     layers.paragraphs.push(
         "Layer sweeps under the detrimental policy's bits: `before` quantizes layers 1..l, \
-         `after` layers l+1..L, `single` layer l alone. Leaving the top layers at full \
-         precision is the first mitigation to try."
+         `after` layers l+1..L, `single` layer l alone. Keeping the layers at the top of \
+         this table at full (or higher) precision is the first mitigation to try."
             .into(),
     );
     let vt = figures::vulnerable_table(

@@ -274,7 +274,18 @@ pub fn budget_check(bits: &[Vec<u32>], budget: u32) -> (usize, usize) {
 pub struct EvalCache<'s> {
     set: &'s EvalSet,
     outcomes: std::collections::HashMap<String, Outcome>,
-    passes: usize,
+    timings: Vec<PassTiming>,
+}
+
+/// The wall time of one pass over a set.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PassTiming {
+    /// `network|bits|weight bits|range`.
+    pub key: String,
+    /// Examples evaluated.
+    pub examples: usize,
+    /// Seconds.
+    pub seconds: f64,
 }
 
 impl<'s> EvalCache<'s> {
@@ -283,7 +294,7 @@ impl<'s> EvalCache<'s> {
         Self {
             set,
             outcomes: Default::default(),
-            passes: 0,
+            timings: Vec::new(),
         }
     }
 
@@ -294,7 +305,12 @@ impl<'s> EvalCache<'s> {
 
     /// Passes actually run so far (cache misses).
     pub fn passes(&self) -> usize {
-        self.passes
+        self.timings.len()
+    }
+
+    /// The wall time of every pass run, in order.
+    pub fn timings(&self) -> &[PassTiming] {
+        &self.timings
     }
 
     /// The outcome of [`evaluate`] for `network` under the bits named `bits_name` — names
@@ -311,8 +327,13 @@ impl<'s> EvalCache<'s> {
     ) -> Result<&Outcome> {
         let key = format!("{network}|{bits_name}|{weight_bits:?}|{range:?}");
         if !self.outcomes.contains_key(&key) {
+            let t0 = std::time::Instant::now();
             let outcome = evaluate(model, self.set, bits, weight_bits, None, range)?;
-            self.passes += 1;
+            self.timings.push(PassTiming {
+                key: key.clone(),
+                examples: self.set.len(),
+                seconds: t0.elapsed().as_secs_f64(),
+            });
             self.outcomes.insert(key.clone(), outcome);
         }
         Ok(&self.outcomes[&key])

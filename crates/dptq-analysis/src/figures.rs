@@ -218,7 +218,22 @@ pub fn dynamics_figure(name: &str, title: &str, dynamics: &[PolicyDynamics]) -> 
             })
         })
         .collect();
-    Figure::new(name, title, panels, 2)
+    let mut fig = Figure::new(name, title, panels, 2);
+    if let Some(d) = dynamics.first() {
+        fig.legend = d
+            .counts
+            .options
+            .iter()
+            .enumerate()
+            .map(|(k, b)| LegendEntry {
+                name: format!("{b} bits"),
+                color: k,
+                dashed: false,
+                filled: true,
+            })
+            .collect();
+    }
+    fig
 }
 
 /// Table 1 rows of the experiments (from `results.json`).

@@ -557,6 +557,8 @@ fn draw_hist<DB: DrawingBackend>(
         .label_style((FAMILY, 9))
         .x_labels(5)
         .y_labels(4)
+        .x_label_formatter(&|x| trim_number(*x))
+        .y_label_formatter(&|y| trim_number(*y))
         .light_line_style(RGBColor(240, 240, 240))
         .draw()?;
     for b in &p.bars {
@@ -628,6 +630,7 @@ fn draw_stacked<DB: DrawingBackend>(
                 String::new()
             }
         })
+        .y_label_formatter(&|y| trim_number(*y))
         .disable_x_mesh()
         .draw()?;
     let mut base = vec![0.0f64; n];
