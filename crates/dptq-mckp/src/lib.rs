@@ -50,3 +50,8 @@ pub use profit::Profit;
 pub use solver::{Batch, Solution, Solver, SolverBuilder};
 #[cfg(feature = "candle")]
 pub use ste::{StraightThrough, select_bits};
+
+/// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
