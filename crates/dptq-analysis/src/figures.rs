@@ -385,14 +385,15 @@ pub fn hist_table(name: &str, hists: &[NetworkHistograms]) -> Result<Table> {
             "FP zero bin (%)",
             "Q zero bin (%)",
             "change (points)",
-            "FP > range (%)",
+            "FP outside range (%)",
             "Q exact zeros (%)",
         ],
     );
     for h in hists {
         for lh in &h.layers {
-            let over = if lh.fp.total() > 0 {
-                100.0 * lh.fp.overflow as f64 / lh.fp.total() as f64
+            let total = lh.fp.total();
+            let over = if total > 0 {
+                100.0 * (lh.fp.overflow + lh.fp.underflow) as f64 / total as f64
             } else {
                 0.0
             };

@@ -402,6 +402,19 @@ fn analyze_run_writes_every_table_in_shape_and_splices_the_report_once() {
         1 + 2 * 3
     );
     assert_eq!(read_csv(&out, "table1_pairs").len(), 2);
+    let t2 = read_csv(&out, "table2_transitory");
+    assert_eq!(t2.len(), 2);
+    assert_eq!(t2[0].len(), 4);
+    assert_eq!(t2[1][0], experiment.id());
+    // Top 5 layers of each swept network.
+    assert_eq!(
+        read_csv(&out, &format!("vulnerable_layers_{tag}")).len(),
+        1 + 2 * 5
+    );
+    assert_eq!(
+        read_csv(&out, &format!("transitory_classes_{tag}")).len(),
+        1 + run.num_classes()
+    );
 
     // Transitory points: recomputed over the whole test split, they match results.json.
     let e = &summary.experiments[0];
