@@ -40,6 +40,9 @@ fn cases() -> Vec<Case> {
         (2, 8, 9, 9, 8, 3, 3, params(1, 1, 1, 8)),   // depthwise
         (2, 8, 10, 10, 8, 5, 5, params(2, 2, 1, 8)), // depthwise 5x5 stride 2
         (2, 6, 9, 9, 6, 3, 3, params(2, 1, 2, 6)),   // depthwise, dilated and strided
+        (3, 5, 7, 9, 5, 5, 5, params(1, 2, 1, 5)),   // depthwise 5x5 "same"
+        (2, 4, 8, 6, 4, 3, 3, params(1, 2, 2, 4)),   // depthwise dilated "same"
+        (1, 3, 2, 3, 3, 5, 5, params(1, 2, 1, 3)),   // depthwise kernel wider than the image
         (2, 12, 8, 8, 12, 3, 3, params(1, 1, 1, 3)), // grouped
         (2, 8, 9, 9, 4, 3, 3, params(2, 1, 1, 2)),   // grouped, C_out != C_in
         (2, 4, 6, 6, 8, 3, 3, params(1, 1, 1, 4)),   // channel multiplier 2
@@ -48,6 +51,14 @@ fn cases() -> Vec<Case> {
         (1, 2, 2, 2, 3, 3, 3, params(1, 1, 1, 1)),   // kernel as large as the padded input
         (2, 3, 7, 8, 4, 1, 3, params(1, 1, 1, 1)),   // non-square kernel
         (2, 3, 5, 6, 2, 3, 2, params(3, 2, 1, 1)),   // stride 3, padding past the kernel
+        // Wide im2col (many input channels): tiles hold part of one image and cut rows.
+        (2, 64, 15, 15, 8, 3, 3, params(1, 1, 1, 1)),
+        (2, 64, 29, 29, 4, 3, 3, params(2, 1, 1, 1)),
+        (1, 8, 20, 20, 80, 3, 3, params(1, 1, 1, 1)),
+        (2, 64, 17, 17, 8, 3, 3, params(1, 2, 2, 1)),
+        (2, 96, 13, 13, 96, 3, 3, params(1, 1, 1, 4)),
+        (3, 160, 12, 12, 8, 1, 1, params(1, 0, 1, 1)),
+        (2, 512, 15, 15, 8, 1, 1, params(1, 0, 1, 1)), // pointwise, tiles inside one image
     ]
 }
 

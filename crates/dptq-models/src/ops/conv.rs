@@ -4,12 +4,16 @@
 //! For one image and one group `g`, with `col = im2col(x)` (`[C_in/groups * kh * kw, H'W']`,
 //! row `(c, a, b)` holding the input pixels that tap `(a, b)` of channel `c` reads):
 //! - forward: `y_g = W_g * col_g`
-//! - input gradient: `dx = col2im(W_g^T * dy_g)` (col2im is the adjoint of im2col: it adds
-//!   each column entry back onto the pixel it was read from)
+//! - input gradient: for stride 1, a forward convolution of `dy` with the flipped,
+//!   transposed kernel and padding `d(k - 1) - p`; otherwise `dx = col2im(W_g^T * dy_g)`
+//!   (col2im is the adjoint of im2col: it adds each column entry back onto the pixel it
+//!   was read from)
 //! - weight gradient: `dW_g = sum_n dy_g * col_g^T`
 //!
-//! Images are processed in chunks (their im2col columns side by side) to bound memory and
-//! keep the products large; chunks are split over rayon threads in fixed partitions.
+//! The columns are built and consumed in tiles that fit in the L2 cache: a range of output
+//! positions of one image, or several whole images when images are small. The batch is
+//! split over rayon threads in fixed contiguous ranges of images; weight gradients are
+//! summed per range, then over ranges in order.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -17,8 +21,11 @@ use rayon::prelude::*;
 use super::Conv2dParams;
 use super::kernel::{Mat, Real, contiguous, dispatch_real, matmul, split_even, storage, threads};
 
-/// Elements of scratch (im2col columns and the gathered output rows) per thread.
-const SCRATCH_ELEMS: usize = 1 << 21;
+/// Bytes of scratch per tile (im2col columns plus the output columns): about a third of
+/// a 1 MiB L2 cache.
+const TILE_BYTES: usize = 384 << 10;
+/// The narrowest tile, in columns, whatever the channel count.
+const MIN_TILE_COLS: usize = 64;
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -82,13 +89,6 @@ impl Geom {
     fn pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.p.stride == 1 && self.p.padding == 0
     }
-    /// Images per chunk: bounded by the scratch budget, and small enough that every thread
-    /// gets a chunk.
-    fn images_per_chunk(&self) -> usize {
-        let per_image = (self.k_total() + self.c_out) * self.hw_out();
-        let by_memory = (SCRATCH_ELEMS / per_image.max(1)).max(1);
-        by_memory.min(self.n.div_ceil(threads())).max(1)
-    }
     /// Columns `[lo, hi)` of an output row whose input index `j*s + tap - padding` lies in
     /// `[0, len)`, for a tap offset `tap = a * dilation`.
     fn valid(&self, out_len: usize, len: usize, tap: usize) -> (usize, usize) {
@@ -101,35 +101,141 @@ impl Geom {
         };
         (lo.min(hi), hi)
     }
+
+    /// The tiles over the images `images`, in order.
+    fn tiles<T>(&self, images: std::ops::Range<usize>) -> Vec<Tile> {
+        let per_col = (self.k_total() + self.c_out) * std::mem::size_of::<T>();
+        let cols = (TILE_BYTES / per_col.max(1)).max(MIN_TILE_COLS);
+        let hw = self.hw_out();
+        let mut tiles = Vec::new();
+        if hw >= cols {
+            let n_tiles = hw.div_ceil(cols);
+            let width = hw.div_ceil(n_tiles);
+            for n in images {
+                for q0 in (0..hw).step_by(width) {
+                    tiles.push(Tile {
+                        n0: n,
+                        n1: n + 1,
+                        q0,
+                        q1: (q0 + width).min(hw),
+                    });
+                }
+            }
+        } else {
+            let per_tile = (cols / hw.max(1)).max(1);
+            let mut n0 = images.start;
+            while n0 < images.end {
+                let n1 = (n0 + per_tile).min(images.end);
+                tiles.push(Tile {
+                    n0,
+                    n1,
+                    q0: 0,
+                    q1: hw,
+                });
+                n0 = n1;
+            }
+        }
+        tiles
+    }
+
+    /// The geometry of the stride-1 input gradient as a forward convolution of `dy` with
+    /// the flipped, transposed kernel, when its padding `d(k - 1) - p` is not negative.
+    fn transposed(&self) -> Option<Geom> {
+        let d = self.p.dilation;
+        let span = d * (self.kh - 1).min(self.kw - 1);
+        if self.p.stride != 1 || self.kh != self.kw || self.p.padding > span {
+            return None;
+        }
+        let p = Conv2dParams {
+            padding: span - self.p.padding,
+            ..self.p
+        };
+        Some(Geom {
+            n: self.n,
+            c_in: self.c_out,
+            h: self.h_out,
+            w: self.w_out,
+            c_out: self.c_in,
+            kh: self.kh,
+            kw: self.kw,
+            h_out: self.h,
+            w_out: self.w,
+            p,
+        })
+    }
 }
 
-/// Writes the im2col columns of one image `x: [C_in, H, W]` into `col` (row stride `ld`),
-/// columns `col0 .. col0 + H'W'`.
-fn im2col<T: Real>(x: &[T], g: &Geom, col: &mut [T], ld: usize, col0: usize) {
+/// Images `[n0, n1)` and output positions `[q0, q1)` of each (all positions when the tile
+/// holds several images).
+#[derive(Clone, Copy, Debug)]
+struct Tile {
+    n0: usize,
+    n1: usize,
+    q0: usize,
+    q1: usize,
+}
+
+impl Tile {
+    fn images(&self) -> usize {
+        self.n1 - self.n0
+    }
+    fn cols(&self) -> usize {
+        self.images() * (self.q1 - self.q0)
+    }
+}
+
+/// The row segments `(i, j_start, j_end, column)` of output positions `[q0, q1)`.
+fn segments(g: &Geom, q0: usize, q1: usize) -> Vec<(usize, usize, usize, usize)> {
+    let mut segs = Vec::new();
+    let mut q = q0;
+    while q < q1 {
+        let (i, j) = (q / g.w_out, q % g.w_out);
+        let je = g.w_out.min(j + q1 - q);
+        segs.push((i, j, je, q - q0));
+        q += je - j;
+    }
+    segs
+}
+
+/// Writes the im2col columns of output positions `[q0, q1)` of one image `x: [C_in, H, W]`
+/// into `col` (row stride `ld`), from column `col0` on.
+fn im2col<T: Real>(
+    x: &[T],
+    g: &Geom,
+    (q0, q1): (usize, usize),
+    col: &mut [T],
+    ld: usize,
+    col0: usize,
+) {
     let (s, d, p) = (g.p.stride, g.p.dilation, g.p.padding);
-    let hw_out = g.hw_out();
+    let segs = segments(g, q0, q1);
+    let ranges: Vec<(usize, usize)> = (0..g.kw).map(|b| g.valid(g.w_out, g.w, b * d)).collect();
+    if s == 1 && g.w_out == g.w {
+        return im2col_same(x, g, (q0, q1), col, ld, col0, &segs, &ranges);
+    }
     for c in 0..g.c_in {
         let xc = &x[c * g.hw_in()..(c + 1) * g.hw_in()];
         for a in 0..g.kh {
-            for b in 0..g.kw {
+            for (b, &(lo, hi)) in ranges.iter().enumerate() {
                 let r = (c * g.kh + a) * g.kw + b;
-                let row = &mut col[r * ld + col0..r * ld + col0 + hw_out];
-                let (lo, hi) = g.valid(g.w_out, g.w, b * d);
-                for i in 0..g.h_out {
-                    let dst = &mut row[i * g.w_out..(i + 1) * g.w_out];
+                let row = &mut col[r * ld + col0..r * ld + col0 + q1 - q0];
+                for &(i, js, je, t0) in &segs {
+                    let dst = &mut row[t0..t0 + je - js];
                     let y = i * s + a * d;
-                    if y < p || y - p >= g.h || lo == hi {
+                    let (l, h) = (lo.clamp(js, je), hi.clamp(js, je));
+                    if y < p || y - p >= g.h || l == h {
                         dst.fill(T::ZERO);
                         continue;
                     }
                     let src = &xc[(y - p) * g.w..(y - p + 1) * g.w];
-                    dst[..lo].fill(T::ZERO);
-                    dst[hi..].fill(T::ZERO);
-                    let off = lo * s + b * d - p;
+                    dst[..l - js].fill(T::ZERO);
+                    dst[h - js..].fill(T::ZERO);
+                    let off = l * s + b * d - p;
+                    let dst = &mut dst[l - js..h - js];
                     if s == 1 {
-                        dst[lo..hi].copy_from_slice(&src[off..off + hi - lo]);
+                        dst.copy_from_slice(&src[off..off + h - l]);
                     } else {
-                        for (t, v) in dst[lo..hi].iter_mut().enumerate() {
+                        for (t, v) in dst.iter_mut().enumerate() {
                             *v = src[off + t * s];
                         }
                     }
@@ -139,35 +245,91 @@ fn im2col<T: Real>(x: &[T], g: &Geom, col: &mut [T], ld: usize, col0: usize) {
     }
 }
 
-/// The adjoint of [`im2col`]: adds the columns `col0 .. col0 + H'W'` of `col` onto the
-/// pixels of `dx: [C_in, H, W]` they were read from.
-fn col2im<T: Real>(col: &[T], ld: usize, col0: usize, g: &Geom, dx: &mut [T]) {
+/// [`im2col`] for stride 1 and an output as wide as the input ("same" padding): the row of
+/// tap `(a, b)` is the input plane shifted by `(a*d - p) * W + (b*d - p)` positions, copied
+/// in one piece, then the positions that fall outside the image (the padding) are zeroed.
+fn im2col_same<T: Real>(
+    x: &[T],
+    g: &Geom,
+    (q0, q1): (usize, usize),
+    col: &mut [T],
+    ld: usize,
+    col0: usize,
+    segs: &[(usize, usize, usize, usize)],
+    ranges: &[(usize, usize)],
+) {
+    let (d, p, hw) = (
+        g.p.dilation as isize,
+        g.p.padding as isize,
+        g.hw_in() as isize,
+    );
+    for c in 0..g.c_in {
+        let xc = &x[c * g.hw_in()..(c + 1) * g.hw_in()];
+        for a in 0..g.kh {
+            for (b, &(lo, hi)) in ranges.iter().enumerate() {
+                let r = (c * g.kh + a) * g.kw + b;
+                let row = &mut col[r * ld + col0..r * ld + col0 + q1 - q0];
+                let shift = (a as isize * d - p) * g.w as isize + (b as isize * d - p);
+                let start = (q0 as isize).max(-shift).min(q1 as isize);
+                let end = (q1 as isize).min(hw - shift).max(start);
+                let (l, h) = ((start - q0 as isize) as usize, (end - q0 as isize) as usize);
+                row[..l].fill(T::ZERO);
+                row[h..].fill(T::ZERO);
+                row[l..h].copy_from_slice(&xc[(start + shift) as usize..(end + shift) as usize]);
+                for &(i, js, je, t0) in segs {
+                    let y = (i + a * g.p.dilation) as isize - p;
+                    let seg = &mut row[t0..t0 + je - js];
+                    if y < 0 || y >= g.h as isize {
+                        seg.fill(T::ZERO);
+                        continue;
+                    }
+                    // At most `padding` columns on either side: plain stores, no memset call.
+                    for j in js..lo.clamp(js, je) {
+                        seg[j - js] = T::ZERO;
+                    }
+                    for j in hi.clamp(js, je)..je {
+                        seg[j - js] = T::ZERO;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds the columns of output positions `[q0, q1)` (from column
+/// `col0` of `col`) onto the pixels of `dx: [C_in, H, W]` they were read from.
+fn col2im<T: Real>(
+    col: &[T],
+    ld: usize,
+    col0: usize,
+    g: &Geom,
+    (q0, q1): (usize, usize),
+    dx: &mut [T],
+) {
     let (s, d, p) = (g.p.stride, g.p.dilation, g.p.padding);
-    let hw_out = g.hw_out();
+    let segs = segments(g, q0, q1);
+    let ranges: Vec<(usize, usize)> = (0..g.kw).map(|b| g.valid(g.w_out, g.w, b * d)).collect();
     for c in 0..g.c_in {
         let dxc = &mut dx[c * g.hw_in()..(c + 1) * g.hw_in()];
         for a in 0..g.kh {
-            for b in 0..g.kw {
+            for (b, &(lo, hi)) in ranges.iter().enumerate() {
                 let r = (c * g.kh + a) * g.kw + b;
-                let row = &col[r * ld + col0..r * ld + col0 + hw_out];
-                let (lo, hi) = g.valid(g.w_out, g.w, b * d);
-                if lo == hi {
-                    continue;
-                }
-                for i in 0..g.h_out {
+                let row = &col[r * ld + col0..r * ld + col0 + q1 - q0];
+                for &(i, js, je, t0) in &segs {
                     let y = i * s + a * d;
-                    if y < p || y - p >= g.h {
+                    let (l, h) = (lo.clamp(js, je), hi.clamp(js, je));
+                    if y < p || y - p >= g.h || l == h {
                         continue;
                     }
-                    let src = &row[i * g.w_out..(i + 1) * g.w_out];
+                    let src = &row[t0 + l - js..t0 + h - js];
                     let dst = &mut dxc[(y - p) * g.w..(y - p + 1) * g.w];
-                    let off = lo * s + b * d - p;
+                    let off = l * s + b * d - p;
                     if s == 1 {
-                        for (v, &u) in dst[off..off + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                        for (v, &u) in dst[off..off + h - l].iter_mut().zip(src) {
                             *v += u;
                         }
                     } else {
-                        for (t, &u) in src[lo..hi].iter().enumerate() {
+                        for (t, &u) in src.iter().enumerate() {
                             dst[off + t * s] += u;
                         }
                     }
@@ -200,6 +362,14 @@ fn scatter_images<T: Real>(src: &[T], nb: usize, c: usize, hw: usize, dst: &mut 
     }
 }
 
+/// The fixed image ranges, one per thread, and the threads each range's products may use
+/// (all of them when there is a single range).
+fn partitions(n: usize) -> (Vec<std::ops::Range<usize>>, usize) {
+    let parts = split_even(n, threads());
+    let gemm_threads = if parts.len() > 1 { 1 } else { threads() };
+    (parts, gemm_threads)
+}
+
 /// Splits `data` (consecutive images of `per_image` elements) into the mutable regions of
 /// the image ranges `parts`.
 fn split_images<'a, T>(
@@ -216,144 +386,179 @@ fn split_images<'a, T>(
     out
 }
 
-/// Image ranges of the fixed partitions (one per thread) and chunk size.
-fn partitions(g: &Geom) -> (Vec<std::ops::Range<usize>>, usize) {
-    let chunk = g.images_per_chunk();
-    let n_chunks = g.n.div_ceil(chunk);
-    let parts = split_even(n_chunks, threads())
-        .into_iter()
-        .map(|r| r.start * chunk..(r.end * chunk).min(g.n))
-        .collect();
-    (parts, chunk)
+/// Fills `col` with the im2col columns of `tile` (images taken from `x`, which starts at
+/// image `first`); returns the matrix rows to multiply: `col`, or `x` itself for a
+/// single-image pointwise tile.
+fn tile_columns<'a, T: Real>(
+    x: &'a [T],
+    first: usize,
+    g: &Geom,
+    tile: &Tile,
+    col: &'a mut Vec<T>,
+) -> (&'a [T], usize) {
+    let per_image = g.c_in * g.hw_in();
+    let x_img = |n: usize| &x[(n - first) * per_image..(n - first + 1) * per_image];
+    if g.pointwise() && tile.images() == 1 {
+        return (&x_img(tile.n0)[tile.q0..], g.hw_in());
+    }
+    let ld = tile.cols();
+    col.resize(g.k_total() * ld, T::ZERO);
+    if g.pointwise() {
+        gather_images(
+            &x[(tile.n0 - first) * per_image..(tile.n1 - first) * per_image],
+            tile.images(),
+            g.c_in,
+            g.hw_in(),
+            col,
+        );
+    } else {
+        for (b, n) in (tile.n0..tile.n1).enumerate() {
+            im2col(
+                x_img(n),
+                g,
+                (tile.q0, tile.q1),
+                col,
+                ld,
+                b * (tile.q1 - tile.q0),
+            );
+        }
+    }
+    (col, ld)
+}
+
+/// The rows of `dy: [C_out, H'W']` for `tile` (images from `dy`, which starts at image
+/// `first`): a view for a single image, else gathered into `buf`.
+fn tile_rows<'a, T: Real>(
+    dy: &'a [T],
+    first: usize,
+    c: usize,
+    hw: usize,
+    tile: &Tile,
+    buf: &'a mut Vec<T>,
+) -> (&'a [T], usize) {
+    if tile.images() == 1 {
+        return (&dy[(tile.n0 - first) * c * hw + tile.q0..], hw);
+    }
+    buf.resize(c * tile.cols(), T::ZERO);
+    gather_images(
+        &dy[(tile.n0 - first) * c * hw..(tile.n1 - first) * c * hw],
+        tile.images(),
+        c,
+        hw,
+        buf,
+    );
+    (buf, tile.cols())
 }
 
 fn conv_forward<T: Real>(x: &[T], wt: &[T], g: &Geom) -> Vec<T> {
     if g.depthwise() {
         return depthwise_forward(x, wt, g);
     }
-    let (hw_out, k_g, m_g, k_total) = (g.hw_out(), g.k_g(), g.m_g(), g.k_total());
-    let mut y = vec![T::ZERO; g.n * g.c_out * hw_out];
-    let (parts, chunk) = partitions(g);
-    let gemm_threads = if parts.len() > 1 { 1 } else { threads() };
-    let regions = split_images(&mut y, &parts, g.c_out * hw_out);
+    let (hw_out, k_g, m_g) = (g.hw_out(), g.k_g(), g.m_g());
+    let per_image_x = g.c_in * g.hw_in();
+    let per_image_y = g.c_out * hw_out;
+    let mut y = vec![T::ZERO; g.n * per_image_y];
+    let (parts, gemm_threads) = partitions(g.n);
+    let regions = split_images(&mut y, &parts, per_image_y);
     parts.par_iter().zip(regions).for_each(|(range, y_part)| {
-        let mut col = Vec::new();
-        let mut y_tmp = Vec::new();
-        let mut start = range.start;
-        while start < range.end {
-            let nb = chunk.min(range.end - start);
-            let ld = nb * hw_out;
-            let x_chunk = &x[start * g.c_in * g.hw_in()..(start + nb) * g.c_in * g.hw_in()];
-            let rhs_data: &[T] = if g.pointwise() && nb == 1 {
-                x_chunk
+        let x_part = &x[range.start * per_image_x..range.end * per_image_x];
+        let (mut col, mut y_tmp) = (Vec::new(), Vec::new());
+        for tile in g.tiles::<T>(range.clone()) {
+            let (rhs, rhs_rs) = tile_columns(x_part, range.start, g, &tile, &mut col);
+            let cols = tile.cols();
+            let single = tile.images() == 1;
+            let y_tile = &mut y_part
+                [(tile.n0 - range.start) * per_image_y..(tile.n1 - range.start) * per_image_y];
+            let (dst, dst_rs): (&mut [T], usize) = if single {
+                (&mut y_tile[tile.q0..], hw_out)
             } else {
-                col.resize(k_total * ld, T::ZERO);
-                if g.pointwise() {
-                    gather_images(x_chunk, nb, g.c_in, hw_out, &mut col);
-                } else {
-                    for b in 0..nb {
-                        im2col(
-                            &x_chunk[b * g.c_in * g.hw_in()..],
-                            g,
-                            &mut col,
-                            ld,
-                            b * hw_out,
-                        );
-                    }
-                }
-                &col
-            };
-            let y_chunk =
-                &mut y_part[(start - range.start) * g.c_out * hw_out..][..nb * g.c_out * hw_out];
-            let dst: &mut [T] = if nb == 1 {
-                y_chunk
-            } else {
-                y_tmp.resize(g.c_out * ld, T::ZERO);
-                &mut y_tmp
+                y_tmp.resize(g.c_out * cols, T::ZERO);
+                (&mut y_tmp, cols)
             };
             for grp in 0..g.p.groups {
                 let lhs = Mat::rows(&wt[grp * m_g * k_g..], m_g, k_g, k_g);
-                let rhs = Mat::rows(&rhs_data[grp * k_g * ld..], k_g, ld, ld);
+                let rhs = Mat::rows(&rhs[grp * k_g * rhs_rs..], k_g, cols, rhs_rs);
                 matmul(
-                    &mut dst[grp * m_g * ld..],
-                    ld,
+                    &mut dst[grp * m_g * dst_rs..],
+                    dst_rs,
                     lhs,
                     rhs,
                     false,
                     gemm_threads,
                 );
             }
-            if nb > 1 {
-                scatter_images(&y_tmp, nb, g.c_out, hw_out, y_chunk);
+            if !single {
+                scatter_images(&y_tmp, tile.images(), g.c_out, hw_out, y_tile);
             }
-            start += nb;
         }
     });
     y
+}
+
+/// `W[o, c, a, b] -> W'[c, o, kh-1-a, kw-1-b]` within each group: the kernel of the
+/// stride-1 input gradient as a forward convolution.
+fn flip_transpose<T: Real>(wt: &[T], g: &Geom) -> Vec<T> {
+    let (m_g, c_g, taps) = (g.m_g(), g.c_in / g.p.groups, g.kh * g.kw);
+    let mut out = vec![T::ZERO; wt.len()];
+    for grp in 0..g.p.groups {
+        for o in 0..m_g {
+            for c in 0..c_g {
+                let src = &wt[((grp * m_g + o) * c_g + c) * taps..][..taps];
+                let dst = &mut out[((grp * c_g + c) * m_g + o) * taps..][..taps];
+                for (t, v) in dst.iter_mut().enumerate() {
+                    *v = src[taps - 1 - t];
+                }
+            }
+        }
+    }
+    out
 }
 
 fn conv_input_grad<T: Real>(dy: &[T], wt: &[T], g: &Geom) -> Vec<T> {
     if g.depthwise() {
         return depthwise_input_grad(dy, wt, g);
     }
-    let (hw_out, k_g, m_g, k_total) = (g.hw_out(), g.k_g(), g.m_g(), g.k_total());
+    if let Some(gt) = g.transposed() {
+        return conv_forward(dy, &flip_transpose(wt, g), &gt);
+    }
+    let (hw_out, k_g, m_g) = (g.hw_out(), g.k_g(), g.m_g());
     let per_image_dx = g.c_in * g.hw_in();
+    let per_image_dy = g.c_out * hw_out;
     let mut dx = vec![T::ZERO; g.n * per_image_dx];
-    let (parts, chunk) = partitions(g);
-    let gemm_threads = if parts.len() > 1 { 1 } else { threads() };
+    let (parts, gemm_threads) = partitions(g.n);
     let regions = split_images(&mut dx, &parts, per_image_dx);
     parts.par_iter().zip(regions).for_each(|(range, dx_part)| {
-        let mut dcol = Vec::new();
-        let mut dy_tmp = Vec::new();
-        let mut start = range.start;
-        while start < range.end {
-            let nb = chunk.min(range.end - start);
-            let ld = nb * hw_out;
-            let dy_chunk = &dy[start * g.c_out * hw_out..(start + nb) * g.c_out * hw_out];
-            let rhs_data: &[T] = if nb == 1 {
-                dy_chunk
-            } else {
-                dy_tmp.resize(g.c_out * ld, T::ZERO);
-                gather_images(dy_chunk, nb, g.c_out, hw_out, &mut dy_tmp);
-                &dy_tmp
-            };
-            let dx_chunk =
-                &mut dx_part[(start - range.start) * per_image_dx..][..nb * per_image_dx];
-            let direct = g.pointwise() && nb == 1;
-            let dst: &mut [T] = if direct {
-                dx_chunk
-            } else {
-                dcol.resize(k_total * ld, T::ZERO);
-                &mut dcol
-            };
+        let dy_part = &dy[range.start * per_image_dy..range.end * per_image_dy];
+        let (mut dcol, mut dy_tmp) = (Vec::new(), Vec::new());
+        for tile in g.tiles::<T>(range.clone()) {
+            let (rhs, rhs_rs) =
+                tile_rows(dy_part, range.start, g.c_out, hw_out, &tile, &mut dy_tmp);
+            let cols = tile.cols();
+            dcol.resize(g.k_total() * cols, T::ZERO);
             for grp in 0..g.p.groups {
                 let lhs = Mat::rows(&wt[grp * m_g * k_g..], m_g, k_g, k_g).t();
-                let rhs = Mat::rows(&rhs_data[grp * m_g * ld..], m_g, ld, ld);
+                let rhs = Mat::rows(&rhs[grp * m_g * rhs_rs..], m_g, cols, rhs_rs);
                 matmul(
-                    &mut dst[grp * k_g * ld..],
-                    ld,
+                    &mut dcol[grp * k_g * cols..],
+                    cols,
                     lhs,
                     rhs,
                     false,
                     gemm_threads,
                 );
             }
-            if !direct {
-                if g.pointwise() {
-                    scatter_images(&dcol, nb, g.c_in, hw_out, dx_chunk);
-                } else {
-                    for b in 0..nb {
-                        col2im(
-                            &dcol,
-                            ld,
-                            b * hw_out,
-                            g,
-                            &mut dx_chunk[b * per_image_dx..(b + 1) * per_image_dx],
-                        );
-                    }
-                }
+            for (b, n) in (tile.n0..tile.n1).enumerate() {
+                let dx_img = &mut dx_part
+                    [(n - range.start) * per_image_dx..(n - range.start + 1) * per_image_dx];
+                col2im(
+                    &dcol,
+                    cols,
+                    b * (tile.q1 - tile.q0),
+                    g,
+                    (tile.q0, tile.q1),
+                    dx_img,
+                );
             }
-            start += nb;
         }
     });
     dx
@@ -363,50 +568,25 @@ fn conv_weight_grad<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
     if g.depthwise() {
         return depthwise_weight_grad(x, dy, g);
     }
-    let (hw_out, k_g, m_g, k_total) = (g.hw_out(), g.k_g(), g.m_g(), g.k_total());
-    let (parts, chunk) = partitions(g);
-    let gemm_threads = if parts.len() > 1 { 1 } else { threads() };
+    let (hw_out, k_g, m_g) = (g.hw_out(), g.k_g(), g.m_g());
+    let per_image_x = g.c_in * g.hw_in();
+    let per_image_dy = g.c_out * hw_out;
+    let (parts, gemm_threads) = partitions(g.n);
     let partials: Vec<Vec<T>> = parts
         .par_iter()
         .map(|range| {
+            let x_part = &x[range.start * per_image_x..range.end * per_image_x];
+            let dy_part = &dy[range.start * per_image_dy..range.end * per_image_dy];
             let mut dw = vec![T::ZERO; g.c_out * k_g];
-            let mut col = Vec::new();
-            let mut dy_tmp = Vec::new();
-            let mut start = range.start;
-            while start < range.end {
-                let nb = chunk.min(range.end - start);
-                let ld = nb * hw_out;
-                let x_chunk = &x[start * g.c_in * g.hw_in()..(start + nb) * g.c_in * g.hw_in()];
-                let dy_chunk = &dy[start * g.c_out * hw_out..(start + nb) * g.c_out * hw_out];
-                let cols: &[T] = if g.pointwise() && nb == 1 {
-                    x_chunk
-                } else {
-                    col.resize(k_total * ld, T::ZERO);
-                    if g.pointwise() {
-                        gather_images(x_chunk, nb, g.c_in, hw_out, &mut col);
-                    } else {
-                        for b in 0..nb {
-                            im2col(
-                                &x_chunk[b * g.c_in * g.hw_in()..],
-                                g,
-                                &mut col,
-                                ld,
-                                b * hw_out,
-                            );
-                        }
-                    }
-                    &col
-                };
-                let dys: &[T] = if nb == 1 {
-                    dy_chunk
-                } else {
-                    dy_tmp.resize(g.c_out * ld, T::ZERO);
-                    gather_images(dy_chunk, nb, g.c_out, hw_out, &mut dy_tmp);
-                    &dy_tmp
-                };
+            let (mut col, mut dy_tmp) = (Vec::new(), Vec::new());
+            for tile in g.tiles::<T>(range.clone()) {
+                let (cols_m, cols_rs) = tile_columns(x_part, range.start, g, &tile, &mut col);
+                let (dys, dys_rs) =
+                    tile_rows(dy_part, range.start, g.c_out, hw_out, &tile, &mut dy_tmp);
+                let cols = tile.cols();
                 for grp in 0..g.p.groups {
-                    let lhs = Mat::rows(&dys[grp * m_g * ld..], m_g, ld, ld);
-                    let rhs = Mat::rows(&cols[grp * k_g * ld..], k_g, ld, ld).t();
+                    let lhs = Mat::rows(&dys[grp * m_g * dys_rs..], m_g, cols, dys_rs);
+                    let rhs = Mat::rows(&cols_m[grp * k_g * cols_rs..], k_g, cols, cols_rs).t();
                     matmul(
                         &mut dw[grp * m_g * k_g..],
                         k_g,
@@ -416,7 +596,6 @@ fn conv_weight_grad<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
                         gemm_threads,
                     );
                 }
-                start += nb;
             }
             dw
         })
@@ -441,7 +620,169 @@ fn planes_per_task(plane: usize) -> usize {
     (4096 / plane.max(1)).max(1)
 }
 
+/// Depthwise convolutions with stride 1 and "same" width (`W' = W`): each tap `(a, b)` is
+/// one long multiply-add over the plane shifted by `(a*d - p) * W + (b*d - p)` positions.
+/// Positions whose tap falls outside the image would read a neighbouring row; the operand
+/// they read is zeroed in a masked copy of the plane (one per kernel column `b`), so every
+/// such term adds an exact zero.
+mod depthwise_same {
+    use super::{Geom, Real, planes_per_task};
+    use crate::ops::kernel::dot;
+    use rayon::prelude::*;
+
+    /// Signed offset of kernel column `b` (`b*d - p`).
+    fn col_offset(g: &Geom, b: usize) -> isize {
+        (b * g.p.dilation) as isize - g.p.padding as isize
+    }
+
+    /// Signed offset of kernel row `a` (`a*d - p`).
+    fn row_offset(g: &Geom, a: usize) -> isize {
+        (a * g.p.dilation) as isize - g.p.padding as isize
+    }
+
+    /// Copies an input plane with the columns that only positions outside the image read
+    /// through tap column offset `o` set to zero.
+    fn mask_input<T: Real>(src: &[T], w: usize, o: isize, dst: &mut [T]) {
+        dst.copy_from_slice(src);
+        let (lo, hi) = if o < 0 {
+            ((w as isize + o).max(0) as usize, w)
+        } else {
+            (0, (o as usize).min(w))
+        };
+        for row in dst.chunks_exact_mut(w) {
+            row[lo..hi].fill(T::ZERO);
+        }
+    }
+
+    /// Copies an output plane with the columns `j` whose tap `j + o` falls outside
+    /// `[0, w)` set to zero.
+    fn mask_output<T: Real>(src: &[T], w: usize, o: isize, dst: &mut [T]) {
+        dst.copy_from_slice(src);
+        let lo = (-o).clamp(0, w as isize) as usize;
+        let hi = (w as isize - o).clamp(lo as isize, w as isize) as usize;
+        for row in dst.chunks_exact_mut(w) {
+            row[..lo].fill(T::ZERO);
+            row[hi..].fill(T::ZERO);
+        }
+    }
+
+    /// Output positions `q0..q1` of tap `(a, b)` whose row is valid and whose input
+    /// `q + shift` is inside the plane, as `(q0..q1, q0 + shift..q1 + shift)`; `None` when
+    /// there is none.
+    fn span(
+        g: &Geom,
+        a: usize,
+        b: usize,
+    ) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+        let (h, w) = (g.h as isize, g.w as isize);
+        let dr = row_offset(g, a);
+        let shift = dr * w + col_offset(g, b);
+        let i_lo = (-dr).clamp(0, h);
+        let i_hi = (h - dr).clamp(i_lo, h);
+        let q_lo = (i_lo * w).max(-shift);
+        let q_hi = (i_hi * w).min(h * w - shift);
+        (q_lo < q_hi).then(|| {
+            (
+                q_lo as usize..q_hi as usize,
+                (q_lo + shift) as usize..(q_hi + shift) as usize,
+            )
+        })
+    }
+
+    pub(super) fn forward<T: Real>(x: &[T], wt: &[T], g: &Geom) -> Vec<T> {
+        let (hw, taps) = (g.hw_in(), g.kh * g.kw);
+        let mut y = vec![T::ZERO; g.n * g.c_out * hw];
+        y.par_chunks_mut(hw)
+            .with_min_len(planes_per_task(hw))
+            .enumerate()
+            .for_each_init(
+                || vec![T::ZERO; g.kw * hw],
+                |masked, (plane, yp)| {
+                    let c = plane % g.c_in;
+                    let xp = &x[plane * hw..(plane + 1) * hw];
+                    for (b, m) in masked.chunks_exact_mut(hw).enumerate() {
+                        mask_input(xp, g.w, col_offset(g, b), m);
+                    }
+                    for a in 0..g.kh {
+                        for b in 0..g.kw {
+                            let wv = wt[c * taps + a * g.kw + b];
+                            let Some((out, inp)) = span(g, a, b) else {
+                                continue;
+                            };
+                            let src = &masked[b * hw..(b + 1) * hw][inp];
+                            for (v, &u) in yp[out].iter_mut().zip(src) {
+                                *v += wv * u;
+                            }
+                        }
+                    }
+                },
+            );
+        y
+    }
+
+    pub(super) fn input_grad<T: Real>(dy: &[T], wt: &[T], g: &Geom) -> Vec<T> {
+        let (hw, taps) = (g.hw_in(), g.kh * g.kw);
+        let mut dx = vec![T::ZERO; g.n * g.c_in * hw];
+        dx.par_chunks_mut(hw)
+            .with_min_len(planes_per_task(hw))
+            .enumerate()
+            .for_each_init(
+                || vec![T::ZERO; g.kw * hw],
+                |masked, (plane, dxp)| {
+                    let c = plane % g.c_in;
+                    let dyp = &dy[plane * hw..(plane + 1) * hw];
+                    for (b, m) in masked.chunks_exact_mut(hw).enumerate() {
+                        mask_output(dyp, g.w, col_offset(g, b), m);
+                    }
+                    for a in 0..g.kh {
+                        for b in 0..g.kw {
+                            let wv = wt[c * taps + a * g.kw + b];
+                            let Some((out, inp)) = span(g, a, b) else {
+                                continue;
+                            };
+                            let src = &masked[b * hw..(b + 1) * hw][out];
+                            for (v, &u) in dxp[inp].iter_mut().zip(src) {
+                                *v += wv * u;
+                            }
+                        }
+                    }
+                },
+            );
+        dx
+    }
+
+    pub(super) fn weight_grad<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
+        let (hw, taps) = (g.hw_in(), g.kh * g.kw);
+        let mut dw = vec![T::ZERO; g.c_out * taps];
+        dw.par_chunks_mut(taps).enumerate().for_each_init(
+            || vec![T::ZERO; g.kw * hw],
+            |masked, (c, dwc)| {
+                for n in 0..g.n {
+                    let plane = n * g.c_in + c;
+                    let xp = &x[plane * hw..(plane + 1) * hw];
+                    let dyp = &dy[plane * hw..(plane + 1) * hw];
+                    for (b, m) in masked.chunks_exact_mut(hw).enumerate() {
+                        mask_input(xp, g.w, col_offset(g, b), m);
+                    }
+                    for a in 0..g.kh {
+                        for b in 0..g.kw {
+                            let Some((out, inp)) = span(g, a, b) else {
+                                continue;
+                            };
+                            dwc[a * g.kw + b] += dot(&dyp[out], &masked[b * hw..(b + 1) * hw][inp]);
+                        }
+                    }
+                }
+            },
+        );
+        dw
+    }
+}
+
 fn depthwise_forward<T: Real>(x: &[T], wt: &[T], g: &Geom) -> Vec<T> {
+    if g.p.stride == 1 && g.w_out == g.w && g.h_out == g.h {
+        return depthwise_same::forward(x, wt, g);
+    }
     let (s, d, p) = (g.p.stride, g.p.dilation, g.p.padding);
     let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
     let ranges: Vec<(usize, usize)> = (0..g.kw).map(|b| g.valid(g.w_out, g.w, b * d)).collect();
@@ -484,6 +825,9 @@ fn depthwise_forward<T: Real>(x: &[T], wt: &[T], g: &Geom) -> Vec<T> {
 }
 
 fn depthwise_input_grad<T: Real>(dy: &[T], wt: &[T], g: &Geom) -> Vec<T> {
+    if g.p.stride == 1 && g.w_out == g.w && g.h_out == g.h {
+        return depthwise_same::input_grad(dy, wt, g);
+    }
     let (s, d, p) = (g.p.stride, g.p.dilation, g.p.padding);
     let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
     let ranges: Vec<(usize, usize)> = (0..g.kw).map(|b| g.valid(g.w_out, g.w, b * d)).collect();
@@ -527,6 +871,9 @@ fn depthwise_input_grad<T: Real>(dy: &[T], wt: &[T], g: &Geom) -> Vec<T> {
 }
 
 fn depthwise_weight_grad<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
+    if g.p.stride == 1 && g.w_out == g.w && g.h_out == g.h {
+        return depthwise_same::weight_grad(x, dy, g);
+    }
     let (s, d, p) = (g.p.stride, g.p.dilation, g.p.padding);
     let (hw_in, hw_out, taps) = (g.hw_in(), g.hw_out(), g.kh * g.kw);
     let ranges: Vec<(usize, usize)> = (0..g.kw).map(|b| g.valid(g.w_out, g.w, b * d)).collect();

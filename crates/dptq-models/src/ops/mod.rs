@@ -199,11 +199,9 @@ pub fn max_pool2d(xs: &Tensor, kernel: usize, stride: usize, padding: usize) -> 
     if !fused(xs) {
         return composed::max_pool2d(xs, kernel, stride, padding);
     }
-    xs.contiguous()?.apply_op1(pool::MaxPoolOp {
-        kernel,
-        stride,
-        padding,
-    })
+    // Recording the argmax costs a pass of index writes: only when a gradient may follow.
+    let op = pool::MaxPoolOp::new(kernel, stride, padding, xs.track_op());
+    xs.contiguous()?.apply_op1(op)
 }
 
 /// Mean over the spatial dimensions: `[N, C, H, W] -> [N, C]`.

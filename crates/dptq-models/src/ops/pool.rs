@@ -2,63 +2,169 @@
 //! passes.
 //!
 //! Max-pooling: each output is the maximum of its window, scanned in row-major order; the
-//! window's first maximum (a NaN counts as a maximum, as in PyTorch) receives the whole
-//! gradient. The backward pass finds the same positions again from the input, so the
-//! forward stores no indices.
+//! window's first maximum (a NaN counts as a maximum, as PyTorch's `val > max || isnan(val)`
+//! rule does) receives the whole gradient. When the input may need a gradient the forward
+//! records each output's argmax (as PyTorch does), and the backward scatters the incoming
+//! gradient onto those positions.
+
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::kernel::{Real, contiguous, dispatch_real, storage};
 
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct MaxPoolOp {
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
-}
-
 /// Planes per rayon task so that small planes are not scheduled one by one.
 fn planes_per_task(plane: usize) -> usize {
     (8192 / plane.max(1)).max(1)
 }
 
-impl MaxPoolOp {
-    /// Calls `f(output index, input index of the window's first maximum)` for every output
-    /// of one `h x w` plane.
-    #[inline]
-    fn for_each_argmax<T: Real>(
+/// Max-pooling geometry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolGeom {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl PoolGeom {
+    fn out_dims(&self, h: usize, w: usize) -> Result<(usize, usize)> {
+        super::pool_output_size(h, w, self.kernel, self.stride, self.padding)
+    }
+
+    /// Output columns `[lo, hi)` whose window column `j*s + tap - p` lies in `[0, w)`.
+    fn valid(&self, w_out: usize, w: usize, tap: usize) -> (usize, usize) {
+        let (s, p) = (self.stride, self.padding);
+        let lo = if tap >= p { 0 } else { (p - tap).div_ceil(s) };
+        let hi = if w + p > tap {
+            (w + p - tap).div_ceil(s).min(w_out)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+
+    /// Pools one `h x w` plane into `yp`, and writes each output's argmax (index in the
+    /// plane) into `ip` when given. `best`/`arg` are scratch rows of `w_out` elements.
+    ///
+    /// Loops run over output columns innermost (one select per tap and output), taps in
+    /// row-major window order, so the first maximum wins exactly as in a per-window scan.
+    fn plane<T: Real>(
         &self,
         xp: &[T],
         h: usize,
         w: usize,
-        mut f: impl FnMut(usize, usize),
+        yp: &mut [T],
+        mut ip: Option<&mut [u32]>,
+        best: &mut [T],
+        arg: &mut [u32],
     ) {
         let (k, s, p) = (self.kernel, self.stride, self.padding);
-        let (h_out, w_out) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let w_out = best.len();
+        let h_out = yp.len() / w_out.max(1);
+        let ranges: Vec<(usize, usize)> = (0..k).map(|cc| self.valid(w_out, w, cc)).collect();
         for i in 0..h_out {
             let r0 = (i * s).saturating_sub(p);
             let r1 = (i * s + k - p).min(h);
-            for j in 0..w_out {
-                let c0 = (j * s).saturating_sub(p);
-                let c1 = (j * s + k - p).min(w);
-                let mut best = T::NEG_INFINITY;
-                let mut arg = r0 * w + c0;
-                for r in r0..r1 {
-                    for (cc, &v) in xp[r * w + c0..r * w + c1].iter().enumerate() {
-                        if v > best || v.is_nan() {
-                            best = v;
-                            arg = r * w + c0 + cc;
+            best.fill(T::NEG_INFINITY);
+            for (j, a) in arg.iter_mut().enumerate() {
+                *a = (r0 * w + (j * s).saturating_sub(p)) as u32;
+            }
+            for r in r0..r1 {
+                let xrow = &xp[r * w..(r + 1) * w];
+                for (cc, &(lo, hi)) in ranges.iter().enumerate() {
+                    if lo == hi {
+                        continue;
+                    }
+                    let off = lo * s + cc - p;
+                    let best = &mut best[lo..hi];
+                    if ip.is_some() {
+                        let arg = &mut arg[lo..hi];
+                        for (t, (b, a)) in best.iter_mut().zip(arg.iter_mut()).enumerate() {
+                            let v = xrow[off + t * s];
+                            let take = v > *b || v.is_nan();
+                            *b = if take { v } else { *b };
+                            *a = if take {
+                                (r * w + off + t * s) as u32
+                            } else {
+                                *a
+                            };
+                        }
+                    } else {
+                        for (t, b) in best.iter_mut().enumerate() {
+                            let v = xrow[off + t * s];
+                            *b = if v > *b || v.is_nan() { v } else { *b };
                         }
                     }
                 }
-                f(i * w_out + j, arg);
+            }
+            yp[i * w_out..(i + 1) * w_out].copy_from_slice(best);
+            if let Some(ip) = ip.as_deref_mut() {
+                ip[i * w_out..(i + 1) * w_out].copy_from_slice(arg);
             }
         }
     }
 
-    fn out_dims(&self, h: usize, w: usize) -> Result<(usize, usize)> {
-        super::pool_output_size(h, w, self.kernel, self.stride, self.padding)
+    /// Pools every plane of `x: [N*C, h, w]`; returns the outputs and, with `record`, the
+    /// argmax of each output.
+    fn pool<T: Real>(
+        &self,
+        x: &[T],
+        h: usize,
+        w: usize,
+        record: bool,
+    ) -> Result<(Vec<T>, Option<Vec<u32>>)> {
+        let (h_out, w_out) = self.out_dims(h, w)?;
+        let planes = x.len() / (h * w).max(1);
+        let out = h_out * w_out;
+        let mut y = vec![T::ZERO; planes * out];
+        let mut idx = if record {
+            vec![0u32; planes * out]
+        } else {
+            Vec::new()
+        };
+        let scratch = || (vec![T::ZERO; w_out], vec![0u32; w_out]);
+        if record {
+            y.par_chunks_mut(out)
+                .zip(idx.par_chunks_mut(out))
+                .zip(x.par_chunks(h * w))
+                .with_min_len(planes_per_task(h * w))
+                .for_each_init(scratch, |(best, arg), ((yp, ip), xp)| {
+                    self.plane(xp, h, w, yp, Some(ip), best, arg)
+                });
+        } else {
+            y.par_chunks_mut(out)
+                .zip(x.par_chunks(h * w))
+                .with_min_len(planes_per_task(h * w))
+                .for_each_init(scratch, |(best, arg), (yp, xp)| {
+                    self.plane(xp, h, w, yp, None, best, arg)
+                });
+        }
+        Ok((y, record.then_some(idx)))
+    }
+}
+
+/// `max_pool2d(xs)` as a custom op.
+pub(crate) struct MaxPoolOp {
+    pub geom: PoolGeom,
+    /// Record the argmax of each output for the backward pass (when the input may need a
+    /// gradient).
+    pub record: bool,
+    /// The recorded argmax positions, set by the forward pass.
+    pub argmax: Mutex<Option<Arc<Vec<u32>>>>,
+}
+
+impl MaxPoolOp {
+    pub fn new(kernel: usize, stride: usize, padding: usize, record: bool) -> Self {
+        Self {
+            geom: PoolGeom {
+                kernel,
+                stride,
+                padding,
+            },
+            record,
+            argmax: Mutex::new(None),
+        }
     }
 }
 
@@ -69,59 +175,76 @@ impl CustomOp1 for MaxPoolOp {
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = xl.shape().dims4()?;
-        let (h_out, w_out) = self.out_dims(h, w)?;
+        let (h_out, w_out) = self.geom.out_dims(h, w)?;
         dispatch_real!(self.name(), xs, T => {
             let x = contiguous::<T>(xs, xl, self.name())?;
-            let mut y = vec![T::ZERO; n * c * h_out * w_out];
-            y.par_chunks_mut(h_out * w_out)
-                .zip(x.par_chunks(h * w))
-                .with_min_len(planes_per_task(h * w))
-                .for_each(|(yp, xp)| self.for_each_argmax(xp, h, w, |o, i| yp[o] = xp[i]));
+            let (y, idx) = self.geom.pool(x, h, w, self.record)?;
+            if let Some(idx) = idx {
+                *self.argmax.lock().map_err(|_| candle_core::Error::Msg("max_pool2d: poisoned argmax lock".into()))? = Some(Arc::new(idx));
+            }
             Ok((storage(y), Shape::from((n, c, h_out, w_out))))
         })
     }
 
     fn bwd(&self, xs: &Tensor, _ys: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            xs.apply_op2_no_bwd(&dy.contiguous()?, &MaxPoolBwd(*self))?,
-        ))
+        let dy = dy.contiguous()?;
+        let recorded = self
+            .argmax
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("max_pool2d: poisoned argmax lock".into()))?
+            .clone();
+        // A gradient is only asked for when the input tracked one, and then the forward
+        // recorded the argmax.
+        let Some(argmax) = recorded else {
+            candle_core::bail!("max_pool2d: backward through a forward that recorded no argmax");
+        };
+        Ok(Some(dy.apply_op1_no_bwd(&MaxPoolScatter {
+            dims: xs.dims4()?,
+            argmax,
+        })?))
     }
 }
 
-/// `(xs, dy) -> dx`: scatters each output gradient onto its window's first maximum.
-struct MaxPoolBwd(MaxPoolOp);
+/// Adds each output gradient onto its window's first maximum, per plane.
+fn scatter<T: Real>(dy: &[T], argmax: &[u32], plane_in: usize, plane_out: usize) -> Vec<T> {
+    let planes = dy.len() / plane_out.max(1);
+    let mut dx = vec![T::ZERO; planes * plane_in];
+    dx.par_chunks_mut(plane_in)
+        .zip(dy.par_chunks(plane_out).zip(argmax.par_chunks(plane_out)))
+        .with_min_len(planes_per_task(plane_in))
+        .for_each(|(dxp, (dyp, ip))| {
+            for (&g, &i) in dyp.iter().zip(ip) {
+                dxp[i as usize] += g;
+            }
+        });
+    dx
+}
 
-impl CustomOp2 for MaxPoolBwd {
+/// `dy -> dx` from the argmax recorded by the forward pass, for an input `dims`.
+struct MaxPoolScatter {
+    dims: (usize, usize, usize, usize),
+    argmax: Arc<Vec<u32>>,
+}
+
+impl CustomOp1 for MaxPoolScatter {
     fn name(&self) -> &'static str {
-        "dptq-max-pool2d-bwd"
+        "dptq-max-pool2d-scatter"
     }
 
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        dys: &CpuStorage,
-        dyl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = xl.shape().dims4()?;
-        let (h_out, w_out) = self.0.out_dims(h, w)?;
-        if dyl.dims() != [n, c, h_out, w_out] {
+    fn cpu_fwd(&self, dys: &CpuStorage, dyl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = self.dims;
+        if dyl.shape().elem_count() != self.argmax.len() {
             candle_core::bail!(
-                "{}: gradient {:?} does not match output {:?}",
+                "{}: gradient {:?} does not match the {} recorded outputs",
                 self.name(),
                 dyl.dims(),
-                [n, c, h_out, w_out]
+                self.argmax.len()
             );
         }
-        dispatch_real!(self.name(), xs, T => {
-            let x = contiguous::<T>(xs, xl, self.name())?;
+        let (_, _, h_out, w_out) = dyl.shape().dims4()?;
+        dispatch_real!(self.name(), dys, T => {
             let dy = contiguous::<T>(dys, dyl, self.name())?;
-            let mut dx = vec![T::ZERO; x.len()];
-            dx.par_chunks_mut(h * w)
-                .zip(x.par_chunks(h * w).zip(dy.par_chunks(h_out * w_out)))
-                .with_min_len(planes_per_task(h * w))
-                .for_each(|(dxp, (xp, dyp))| self.0.for_each_argmax(xp, h, w, |o, i| dxp[i] += dyp[o]));
-            Ok((storage(dx), xl.shape().clone()))
+            Ok((storage(scatter(dy, &self.argmax, h * w, h_out * w_out)), Shape::from((n, c, h, w))))
         })
     }
 }
