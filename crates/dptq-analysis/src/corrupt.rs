@@ -23,7 +23,7 @@ pub struct CorruptConfig {
     /// Degrees, strictly increasing, `>= 0` (default `[0, 1, 3, 5]`; 0 is the clean test
     /// set and is evaluated once).
     pub degrees: Vec<f32>,
-    /// Seeds per (kind, degree) (default 2): the error bars are their standard deviation.
+    /// Seeds per (kind, degree) (default 3): the error bars are their standard deviation.
     pub seeds: usize,
     /// Test examples used, class-balanced (default 300; 0 = all).
     pub examples: usize,
@@ -34,7 +34,7 @@ impl Default for CorruptConfig {
         Self {
             kinds: CorruptionKind::ALL.to_vec(),
             degrees: vec![0.0, 1.0, 3.0, 5.0],
-            seeds: 2,
+            seeds: 3,
             examples: 300,
         }
     }
