@@ -228,7 +228,7 @@ fn grouped_convs(c: &mut Bench) {
 }
 
 fn tiny_convs(c: &mut Bench) {
-    for (ch, px) in [(16, 28), (32, 14), (64, 7)] {
+    for (ch, px) in [(16, 28), (32, 14), (64, 7), (128, 4)] {
         let case = format!("tiny_conv3x3_{ch}_{px}_b64");
         conv_case(
             c,
@@ -239,6 +239,14 @@ fn tiny_convs(c: &mut Bench) {
             [true, true],
         );
     }
+    conv_case(
+        c,
+        "tiny_conv3x3s2_16to32_28_b64",
+        [64, 16, 28, 28],
+        [32, 16, 3, 3],
+        params(2, 1, 1),
+        [true, true],
+    );
     conv_case(
         c,
         "tiny_stem3x3_1to16_28_b64",

@@ -59,6 +59,8 @@ fn cases() -> Vec<Case> {
         (2, 96, 13, 13, 96, 3, 3, params(1, 1, 1, 4)),
         (3, 160, 12, 12, 8, 1, 1, params(1, 0, 1, 1)),
         (2, 512, 15, 15, 8, 1, 1, params(1, 0, 1, 1)), // pointwise, tiles inside one image
+        (1, 256, 29, 29, 4, 3, 3, params(2, 1, 1, 1)), // gathered im2col, tiles inside one image
+        (1, 256, 20, 20, 4, 3, 3, params(1, 0, 1, 1)), // "valid" padding, tiles inside one image
     ]
 }
 
