@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
     let w = Network::new("resnet_tiny", classes, 1, &device)?;
     let loader = data.train_loader(64, 1, &device)?;
     let mut trainer = TeacherTrainer::new(&w, OptimizerConfig::default(), 0.1)?;
-    train(&mut trainer, &loader, 3, 0.1, "W")?;
+    train(&mut trainer, &loader, 6, 0.1, "W")?;
 
     // (3) R and D start as copies of W, with fresh policies; W is their frozen teacher.
     let experiment = &cfg.experiments_for("resnet_tiny", w.model.quant_layers().len())?[0];

@@ -4,8 +4,9 @@
 //! Stage 0: a teacher step (resnet_small, label-smoothing CE). Stage 1: a distillation
 //! step (teacher forward on a mixed-up batch + resnet_tiny forward/backward). Stage 2:
 //! teacher forward + for R and D: policy, MCKP, FP and quantized student passes,
-//! backward, updates. Every number is the fastest of `reps` repetitions (the least
-//! disturbed by other load), measured in this process on the same batch.
+//! backward, updates. Every number is a median over `reps` repetitions (default 15)
+//! measured in this process on the same batch; the stage-2 shares are medians of ratios
+//! between steps run back to back.
 
 use std::time::Instant;
 
@@ -35,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .map(|s| s.parse())
         .transpose()?
-        .unwrap_or(5);
+        .unwrap_or(15);
     let cfg = RunConfig::preset("tiny")?;
     let dev = Device::Cpu;
     let data = RunData::open(&cfg.data)?;
@@ -98,8 +99,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "\nstage 2, batch {}: MCKP {:.2} % of the step, fake quantization {:.1} % (step with the quantized passes at full precision: {:.0} ms)",
         profile.batch_size,
-        100.0 * profile.mckp_share(),
-        100.0 * profile.fake_quant_share(),
+        100.0 * profile.mckp_share,
+        100.0 * profile.fake_quant_share,
         profile.step_without_fake_quant_seconds * 1e3
     );
     let t = &profile.times;

@@ -394,7 +394,7 @@ impl RunConfig {
             if !(t.lr.is_finite() && t.lr >= 0.0) {
                 return bad(&format!("{name}.lr must be finite and >= 0, got {}", t.lr));
             }
-            if !(t.warmup_epochs >= 0.0) {
+            if t.warmup_epochs.is_nan() || t.warmup_epochs < 0.0 {
                 return bad(&format!("{name}.warmup_epochs must be >= 0"));
             }
         }
@@ -404,7 +404,7 @@ impl RunConfig {
         if !(self.white_box.temperature > 0.0 && self.pairs.temperature > 0.0) {
             return bad("temperatures must be positive");
         }
-        if !(self.white_box.mixup_alpha >= 0.0) {
+        if self.white_box.mixup_alpha.is_nan() || self.white_box.mixup_alpha < 0.0 {
             return bad("white_box.mixup_alpha must be >= 0");
         }
         if !(0.0..1.0).contains(&self.teacher.label_smoothing) {

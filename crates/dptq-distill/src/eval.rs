@@ -201,6 +201,7 @@ pub fn evaluate_cross(
         budget_exact: 0,
         mean_bits: vec![vec![0.0; layers]; policies.len()],
     };
+    let mut bit_sums = vec![vec![0u64; layers]; policies.len()];
     let total = loader.len() as u64;
     progress.event(&Progress::EvalStarted {
         what: what.to_string(),
@@ -228,7 +229,7 @@ pub fn evaluate_cross(
                     out.budget_exact += 1;
                 }
                 for (l, &v) in row.iter().enumerate() {
-                    out.mean_bits[p][l] += v as f64 / n as f64;
+                    bit_sums[p][l] += v as u64;
                 }
             }
             all_bits.push(bits);
@@ -255,6 +256,11 @@ pub fn evaluate_cross(
             done: b as u64 + 1,
             total,
         });
+    }
+    for (mean, sums) in out.mean_bits.iter_mut().zip(&bit_sums) {
+        for (m, &s) in mean.iter_mut().zip(sums) {
+            *m = s as f64 / n.max(1) as f64;
+        }
     }
     progress.event(&Progress::EvalFinished {
         what: what.to_string(),

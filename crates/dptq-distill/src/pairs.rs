@@ -442,14 +442,17 @@ impl StageModel for PairTrainer<'_> {
 pub struct StepProfile {
     /// Examples per step.
     pub batch_size: usize,
-    /// Seconds per full step (teacher + both pairs: policy, MCKP, two student passes,
-    /// backward, updates).
+    /// Median seconds per full step (teacher + both pairs: policy, MCKP, two student
+    /// passes, backward, updates).
     pub step_seconds: f64,
-    /// Seconds per step with the quantized passes run at full precision.
+    /// Median seconds per step with the quantized passes run at full precision.
     pub step_without_fake_quant_seconds: f64,
-    /// Seconds of MCKP per step (both pairs).
-    pub mckp_seconds: f64,
-    /// Breakdown of the full steps.
+    /// Median over repetitions of `MCKP time / step time`.
+    pub mckp_share: f64,
+    /// Median over repetitions of `1 - t(step at full precision) / t(step)`, each ratio
+    /// taken between two steps run back to back.
+    pub fake_quant_share: f64,
+    /// Breakdown of the full steps, summed over the repetitions.
     pub times: StepTimes,
 }
 
@@ -458,23 +461,22 @@ impl StepProfile {
     pub fn images_per_second(&self) -> f64 {
         self.batch_size as f64 / self.step_seconds
     }
+}
 
-    /// Share of MCKP in the step.
-    pub fn mckp_share(&self) -> f64 {
-        self.mckp_seconds / self.step_seconds
-    }
-
-    /// Share of fake quantization (forward and backward of the quantizers and the
-    /// selection mixture): `1 - t(step at full precision) / t(step)`.
-    pub fn fake_quant_share(&self) -> f64 {
-        1.0 - self.step_without_fake_quant_seconds / self.step_seconds
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => 0.5 * (xs[n / 2 - 1] + xs[n / 2]),
     }
 }
 
-/// Times `reps` stage-2 steps on `batch`, alternating full steps and steps whose
-/// quantized pass runs at full precision (learning rate 0: the weights do not move, so
-/// every repetition computes the same thing), after one warm-up step of each kind. Each
-/// figure is the fastest repetition, the least disturbed by other load on the machine.
+/// Times `reps` pairs of stage-2 steps on `batch`: a full step, then the same step with
+/// the quantized passes at full precision (fake quantization and the policy's gradient
+/// path removed), back to back so that each pair sees the same load on a shared machine.
+/// The learning rate is 0, so the weights do not move and every repetition computes the
+/// same thing. One warm-up pair first. Shares are medians of per-pair ratios.
 pub fn profile_pair_step(
     trainer: &mut PairTrainer<'_>,
     batch: &Batch,
@@ -485,47 +487,44 @@ pub fn profile_pair_step(
         fake_quant: false,
         ..quantized.clone()
     };
-    let mut full = f64::INFINITY;
-    let mut without = f64::INFINITY;
+    let (mut full, mut without, mut mckp, mut fq) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut times = StepTimes::default();
     for rep in 0..=reps.max(1) {
-        for fake_quant in [true, false] {
-            trainer.settings = if fake_quant {
-                quantized.clone()
-            } else {
-                plain.clone()
-            };
-            let before = trainer.times.clone();
-            let clock = Instant::now();
-            trainer.step(batch, 0.0, 0, 0)?;
-            let elapsed = clock.elapsed().as_secs_f64();
-            if rep == 0 {
-                continue;
-            }
-            if !fake_quant {
-                without = without.min(elapsed);
-            } else if elapsed < full {
-                full = elapsed;
-                let t = &trainer.times;
-                times = StepTimes {
-                    teacher: t.teacher - before.teacher,
-                    policy: t.policy - before.policy,
-                    mckp: t.mckp - before.mckp,
-                    student_fp: t.student_fp - before.student_fp,
-                    student_quantized: t.student_quantized - before.student_quantized,
-                    backward: t.backward - before.backward,
-                    optimizer: t.optimizer - before.optimizer,
-                    steps: 1,
-                };
-            }
+        trainer.settings = quantized.clone();
+        let before = trainer.times.clone();
+        let clock = Instant::now();
+        trainer.step(batch, 0.0, 0, 0)?;
+        let t_full = clock.elapsed().as_secs_f64();
+        let after = trainer.times.clone();
+
+        trainer.settings = plain.clone();
+        let clock = Instant::now();
+        trainer.step(batch, 0.0, 0, 0)?;
+        let t_plain = clock.elapsed().as_secs_f64();
+        if rep == 0 {
+            continue;
         }
+        full.push(t_full);
+        without.push(t_plain);
+        mckp.push((after.mckp - before.mckp) / t_full);
+        fq.push(1.0 - t_plain / t_full);
+        times.teacher += after.teacher - before.teacher;
+        times.policy += after.policy - before.policy;
+        times.mckp += after.mckp - before.mckp;
+        times.student_fp += after.student_fp - before.student_fp;
+        times.student_quantized += after.student_quantized - before.student_quantized;
+        times.backward += after.backward - before.backward;
+        times.optimizer += after.optimizer - before.optimizer;
+        times.steps += 1;
     }
     trainer.settings = quantized;
     Ok(StepProfile {
         batch_size: batch.indices.len(),
-        step_seconds: full,
-        step_without_fake_quant_seconds: without,
-        mckp_seconds: times.mckp,
+        step_seconds: median(full),
+        step_without_fake_quant_seconds: median(without),
+        mckp_share: median(mckp),
+        fake_quant_share: median(fq),
         times,
     })
 }

@@ -117,40 +117,42 @@ pub fn train_stage(
     let mut seconds = 0.0f64;
     let mut epoch_sums: BTreeMap<String, (f64, u64)> = BTreeMap::new();
     let mut resumed_last: BTreeMap<String, f64> = BTreeMap::new();
-    if sess.resume {
-        if let Some((state, parts)) = sess.run.load_checkpoint(stage, &sess.device)? {
-            if state.seed != sess.seed {
-                return Err(Error::Checkpoint {
-                    path: sess.run.path().join("checkpoints").join(stage),
-                    detail: format!(
-                        "written with seed {}, this run has seed {}",
-                        state.seed, sess.seed
-                    ),
-                });
-            }
-            model.restore(parts)?;
-            step = state.step;
-            seconds = state.extra["train_seconds"].as_f64().unwrap_or(0.0);
-            // Sums of the epoch in progress (a mid-epoch checkpoint) and the last means.
-            epoch_sums =
-                serde_json::from_value(state.extra["epoch_sums"].clone()).unwrap_or_default();
-            resumed_last = serde_json::from_value(state.extra["outcome"]["last_epoch"].clone())
-                .unwrap_or_default();
-            if state.done {
-                let outcome: StageOutcome = serde_json::from_value(state.extra["outcome"].clone())?;
-                sess.progress.event(&Progress::StageFinished {
-                    stage: stage.to_string(),
-                    seconds: 0.0,
-                    skipped: true,
-                });
-                return Ok(outcome);
-            }
-            // Drop what was logged after the checkpoint: those steps run again.
-            sess.run.metrics().retain(|r| {
-                r["stage"].as_str() != Some(stage) || r["step"].as_u64().is_some_and(|s| s <= step)
-            })?;
-            tracing::info!("{stage}: resuming at step {step} of {total}");
+    let checkpoint = if sess.resume {
+        sess.run.load_checkpoint(stage, &sess.device)?
+    } else {
+        None
+    };
+    if let Some((state, parts)) = checkpoint {
+        if state.seed != sess.seed {
+            return Err(Error::Checkpoint {
+                path: sess.run.path().join("checkpoints").join(stage),
+                detail: format!(
+                    "written with seed {}, this run has seed {}",
+                    state.seed, sess.seed
+                ),
+            });
         }
+        model.restore(parts)?;
+        step = state.step;
+        seconds = state.extra["train_seconds"].as_f64().unwrap_or(0.0);
+        // Sums of the epoch in progress (a mid-epoch checkpoint) and the last means.
+        epoch_sums = serde_json::from_value(state.extra["epoch_sums"].clone()).unwrap_or_default();
+        resumed_last = serde_json::from_value(state.extra["outcome"]["last_epoch"].clone())
+            .unwrap_or_default();
+        if state.done {
+            let outcome: StageOutcome = serde_json::from_value(state.extra["outcome"].clone())?;
+            sess.progress.event(&Progress::StageFinished {
+                stage: stage.to_string(),
+                seconds: 0.0,
+                skipped: true,
+            });
+            return Ok(outcome);
+        }
+        // Drop what was logged after the checkpoint: those steps run again.
+        sess.run.metrics().retain(|r| {
+            r["stage"].as_str() != Some(stage) || r["step"].as_u64().is_some_and(|s| s <= step)
+        })?;
+        tracing::info!("{stage}: resuming at step {step} of {total}");
     }
     if step == 0 {
         sess.run
@@ -240,7 +242,7 @@ pub fn train_stage(
                 loss,
             });
             let end_of_epoch = b as u64 + 1 == per_epoch;
-            if step % sess.log_every.max(1) == 0 || end_of_epoch {
+            if step.is_multiple_of(sess.log_every.max(1)) || end_of_epoch {
                 let mut record = serde_json::Map::new();
                 record.insert("stage".into(), json!(stage));
                 record.insert("epoch".into(), json!(epoch));
@@ -278,7 +280,7 @@ pub fn train_stage(
                     &last_epoch,
                     &epoch_sums,
                 )?;
-            } else if recipe.checkpoint_every > 0 && step % recipe.checkpoint_every == 0 {
+            } else if recipe.checkpoint_every > 0 && step.is_multiple_of(recipe.checkpoint_every) {
                 save(
                     sess,
                     model,

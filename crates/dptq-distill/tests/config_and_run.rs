@@ -69,10 +69,10 @@ fn overrides_change_one_field_and_reject_unknown_keys_and_wrong_types() {
     let c5 = c4.set("white_box.batch_size_for.resnet_tiny=32").unwrap();
     assert_eq!(c5.white_box.batch_size_for["resnet_tiny"], 32);
     let c6 = cfg
-        .set("white_box.train.optimizer.weight_decay=0.0005")
+        .set("pairs.train.optimizer.weight_decay=0.0005")
         .unwrap();
     assert!(matches!(
-        c6.white_box.train.optimizer,
+        c6.pairs.train.optimizer,
         dptq_distill::OptimizerConfig::Sgd { weight_decay, .. } if weight_decay == 0.0005
     ));
 
