@@ -50,6 +50,8 @@ CASES = [
     ("tiny_conv3x3_16_28_b64", [(64, 16, 28, 28), (16, 16, 3, 3)], [True, True], conv(1, 1, 1)),
     ("tiny_conv3x3_32_14_b64", [(64, 32, 14, 14), (32, 32, 3, 3)], [True, True], conv(1, 1, 1)),
     ("tiny_conv3x3_64_7_b64", [(64, 64, 7, 7), (64, 64, 3, 3)], [True, True], conv(1, 1, 1)),
+    ("tiny_conv3x3_16_28_b64_input_grad", [(64, 16, 28, 28), (16, 16, 3, 3)], [True, False], conv(1, 1, 1)),
+    ("tiny_conv3x3_16_28_b64_weight_grad", [(64, 16, 28, 28), (16, 16, 3, 3)], [False, True], conv(1, 1, 1)),
     ("tiny_conv3x3_128_4_b64", [(64, 128, 4, 4), (128, 128, 3, 3)], [True, True], conv(1, 1, 1)),
     ("tiny_conv3x3s2_16to32_28_b64", [(64, 16, 28, 28), (32, 16, 3, 3)], [True, True], conv(2, 1, 1)),
     ("tiny_stem3x3_1to16_28_b64", [(64, 1, 28, 28), (16, 1, 3, 3)], [False, True], conv(1, 1, 1)),

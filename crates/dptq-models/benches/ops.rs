@@ -239,6 +239,23 @@ fn tiny_convs(c: &mut Bench) {
             [true, true],
         );
     }
+    let (x, w) = ([64, 16, 28, 28], [16, 16, 3, 3]);
+    conv_case(
+        c,
+        "tiny_conv3x3_16_28_b64_input_grad",
+        x,
+        w,
+        params(1, 1, 1),
+        [true, false],
+    );
+    conv_case(
+        c,
+        "tiny_conv3x3_16_28_b64_weight_grad",
+        x,
+        w,
+        params(1, 1, 1),
+        [false, true],
+    );
     conv_case(
         c,
         "tiny_conv3x3s2_16to32_28_b64",
@@ -296,6 +313,14 @@ fn norm_and_pool(c: &mut Bench) {
         &[true],
         |t| composed::max_pool2d(&t[0], 3, 2, 1),
     );
+    // The training forward of max-pooling also records each output's argmax.
+    let mut group = c.benchmark_group("maxpool3x3s2_64_112_b16");
+    group.sample_size(10);
+    let x = Var::from_tensor(&inputs[0]).expect("var");
+    group.bench_function("fwd_train-ours", |b| {
+        b.iter(|| ops::max_pool2d(x.as_tensor(), 3, 2, 1).expect("forward"))
+    });
+    group.finish();
 }
 
 criterion_group! {

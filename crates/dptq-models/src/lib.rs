@@ -32,16 +32,27 @@ mod regnet;
 mod resnet;
 pub mod seeded;
 
-pub use classifier::{ARCH_NAMES, ArchConfig, Classifier, LayerInfo, build, describe_layers, load_weights};
+pub use classifier::{
+    ARCH_NAMES, ArchConfig, Classifier, LayerInfo, build, describe_layers, load_weights,
+};
 pub use error::{Error, Result};
 pub use imagenet::IMAGENET_CLASSES;
-pub use layers::{BN_EPS, BN_MOMENTUM, BatchNorm2d, Builder, Conv2d, ConvConfig, ConvNormAct, Linear, same_padding};
-pub use mobilenetv4::{
-    BlockSpec, BlockType, ConvBnAct, EdgeResidual, MnBlock, MobileNetV4, MobileNetV4Config, UniversalInvertedResidual,
-    make_divisible,
+pub use layers::{
+    BN_EPS, BN_MOMENTUM, BatchNorm2d, Builder, Conv2d, ConvConfig, ConvNormAct, Linear,
+    same_padding,
 };
-pub use param::{Init, LoadOptions, LoadReport, ParamKind, ParamStore, fnv1a64, read_safetensors, write_safetensors};
+pub use mobilenetv4::{
+    BlockSpec, BlockType, ConvBnAct, EdgeResidual, MnBlock, MobileNetV4, MobileNetV4Config,
+    UniversalInvertedResidual, make_divisible,
+};
+pub use param::{
+    Init, LoadOptions, LoadReport, ParamKind, ParamStore, fnv1a64, read_safetensors,
+    write_safetensors,
+};
 pub use plan::{ActivationCapture, ActivationPlan, BnMode, CapturedActivation, QuantPlan, Taps};
 pub use policy::{PolicyConfig, PolicyNet};
-pub use regnet::{RegBlock, RegNet, RegNetConfig, RegStage, adjust_widths_groups_comp, generate_regnet, quantize_float};
+pub use regnet::{
+    RegBlock, RegNet, RegNetConfig, RegStage, adjust_widths_groups_comp, generate_regnet,
+    quantize_float,
+};
 pub use resnet::{BlockKind, Downsample, ResBlock, ResNet, ResNetConfig, Stem};

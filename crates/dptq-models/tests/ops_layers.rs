@@ -249,6 +249,13 @@ fn max_pool_matches_composed_and_candle_forward() -> Result<()> {
                 rel_diff(&g[0], &g_ref[0])? < 1e-6,
                 "{dims:?} k{k} s{s} p{p}"
             );
+            // Without a gradient to come the forward records no argmax: same values.
+            let y_eval = ops::max_pool2d(&xs, k, s, p)?;
+            assert_eq!(
+                rel_diff(&y_eval, &y)?,
+                0.0,
+                "{dims:?}: forward without recording"
+            );
             if p == 0 {
                 let candle = xs.max_pool2d_with_stride(k, s)?;
                 assert_eq!(rel_diff(&y, &candle)?, 0.0, "{dims:?}: candle's forward");
@@ -260,6 +267,22 @@ fn max_pool_matches_composed_and_candle_forward() -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+#[test]
+fn a_nan_in_the_window_is_its_maximum() -> Result<()> {
+    // As in PyTorch: the output is NaN and the NaN receives the gradient.
+    let plane = [1f32, f32::NAN, 7., 3.];
+    let xs = Tensor::from_slice(&plane, (1, 1, 2, 2), &Device::Cpu)?;
+    assert!(
+        ops::max_pool2d(&xs, 2, 2, 0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?[0]
+            .is_nan()
+    );
+    let [fused, _] = pool_grads(&plane, 2, 2, 2, 2, 0)?;
+    assert_eq!(fused, [0., 1., 0., 0.]);
     Ok(())
 }
 

@@ -19,7 +19,9 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::Conv2dParams;
-use super::kernel::{Mat, Real, contiguous, dispatch_real, matmul, split_even, storage, threads};
+use super::kernel::{
+    Mat, Real, contiguous, dispatch_real, matmul, simd, split_even, storage, threads,
+};
 
 /// Bytes of scratch per tile (im2col columns plus the output columns). Measured on a
 /// 1 MiB-L2 machine: 384 KiB tiles ran the 16-channel 28x28 convolution 1.5x slower than
@@ -208,42 +210,48 @@ fn im2col<T: Real>(
     ld: usize,
     col0: usize,
 ) {
-    let (s, d, p) = (g.p.stride, g.p.dilation, g.p.padding);
-    let segs = segments(g, q0, q1);
-    let ranges: Vec<(usize, usize)> = (0..g.kw).map(|b| g.valid(g.w_out, g.w, b * d)).collect();
-    if s == 1 && g.w_out == g.w {
-        return im2col_same(x, g, (q0, q1), col, ld, col0, &segs, &ranges);
-    }
-    for c in 0..g.c_in {
-        let xc = &x[c * g.hw_in()..(c + 1) * g.hw_in()];
-        for a in 0..g.kh {
-            for (b, &(lo, hi)) in ranges.iter().enumerate() {
-                let r = (c * g.kh + a) * g.kw + b;
-                let row = &mut col[r * ld + col0..r * ld + col0 + q1 - q0];
-                for &(i, js, je, t0) in &segs {
-                    let dst = &mut row[t0..t0 + je - js];
-                    let y = i * s + a * d;
-                    let (l, h) = (lo.clamp(js, je), hi.clamp(js, je));
-                    if y < p || y - p >= g.h || l == h {
-                        dst.fill(T::ZERO);
-                        continue;
-                    }
-                    let src = &xc[(y - p) * g.w..(y - p + 1) * g.w];
-                    dst[..l - js].fill(T::ZERO);
-                    dst[h - js..].fill(T::ZERO);
-                    let off = l * s + b * d - p;
-                    let dst = &mut dst[l - js..h - js];
-                    if s == 1 {
-                        dst.copy_from_slice(&src[off..off + h - l]);
-                    } else {
-                        for (t, v) in dst.iter_mut().enumerate() {
-                            *v = src[off + t * s];
+    simd(
+        #[inline(always)]
+        || {
+            let (s, d, p) = (g.p.stride, g.p.dilation, g.p.padding);
+            let segs = segments(g, q0, q1);
+            let ranges: Vec<(usize, usize)> =
+                (0..g.kw).map(|b| g.valid(g.w_out, g.w, b * d)).collect();
+            if s == 1 && g.w_out == g.w {
+                return im2col_same(x, g, (q0, q1), col, ld, col0, &segs, &ranges);
+            }
+            for c in 0..g.c_in {
+                let xc = &x[c * g.hw_in()..(c + 1) * g.hw_in()];
+                for a in 0..g.kh {
+                    for (b, &(lo, hi)) in ranges.iter().enumerate() {
+                        let r = (c * g.kh + a) * g.kw + b;
+                        let row = &mut col[r * ld + col0..r * ld + col0 + q1 - q0];
+                        for &(i, js, je, t0) in &segs {
+                            let dst = &mut row[t0..t0 + je - js];
+                            let y = i * s + a * d;
+                            let (l, h) = (lo.clamp(js, je), hi.clamp(js, je));
+                            if y < p || y - p >= g.h || l == h {
+                                dst.fill(T::ZERO);
+                                continue;
+                            }
+                            let src = &xc[(y - p) * g.w..(y - p + 1) * g.w];
+                            dst[..l - js].fill(T::ZERO);
+                            dst[h - js..].fill(T::ZERO);
+                            let off = l * s + b * d - p;
+                            let dst = &mut dst[l - js..h - js];
+                            if s == 1 {
+                                dst.copy_from_slice(&src[off..off + h - l]);
+                            } else {
+                                for (t, v) in dst.iter_mut().enumerate() {
+                                    *v = src[off + t * s];
+                                }
+                            }
                         }
                     }
                 }
             }
-        }
-    }
+        },
+    )
 }
 
 /// [`im2col`] for stride 1 and an output as wide as the input ("same" padding): the row of
@@ -259,42 +267,48 @@ fn im2col_same<T: Real>(
     segs: &[(usize, usize, usize, usize)],
     ranges: &[(usize, usize)],
 ) {
-    let (d, p, hw) = (
-        g.p.dilation as isize,
-        g.p.padding as isize,
-        g.hw_in() as isize,
-    );
-    for c in 0..g.c_in {
-        let xc = &x[c * g.hw_in()..(c + 1) * g.hw_in()];
-        for a in 0..g.kh {
-            for (b, &(lo, hi)) in ranges.iter().enumerate() {
-                let r = (c * g.kh + a) * g.kw + b;
-                let row = &mut col[r * ld + col0..r * ld + col0 + q1 - q0];
-                let shift = (a as isize * d - p) * g.w as isize + (b as isize * d - p);
-                let start = (q0 as isize).max(-shift).min(q1 as isize);
-                let end = (q1 as isize).min(hw - shift).max(start);
-                let (l, h) = ((start - q0 as isize) as usize, (end - q0 as isize) as usize);
-                row[..l].fill(T::ZERO);
-                row[h..].fill(T::ZERO);
-                row[l..h].copy_from_slice(&xc[(start + shift) as usize..(end + shift) as usize]);
-                for &(i, js, je, t0) in segs {
-                    let y = (i + a * g.p.dilation) as isize - p;
-                    let seg = &mut row[t0..t0 + je - js];
-                    if y < 0 || y >= g.h as isize {
-                        seg.fill(T::ZERO);
-                        continue;
-                    }
-                    // At most `padding` columns on either side: plain stores, no memset call.
-                    for j in js..lo.clamp(js, je) {
-                        seg[j - js] = T::ZERO;
-                    }
-                    for j in hi.clamp(js, je)..je {
-                        seg[j - js] = T::ZERO;
+    simd(
+        #[inline(always)]
+        || {
+            let (d, p, hw) = (
+                g.p.dilation as isize,
+                g.p.padding as isize,
+                g.hw_in() as isize,
+            );
+            for c in 0..g.c_in {
+                let xc = &x[c * g.hw_in()..(c + 1) * g.hw_in()];
+                for a in 0..g.kh {
+                    for (b, &(lo, hi)) in ranges.iter().enumerate() {
+                        let r = (c * g.kh + a) * g.kw + b;
+                        let row = &mut col[r * ld + col0..r * ld + col0 + q1 - q0];
+                        let shift = (a as isize * d - p) * g.w as isize + (b as isize * d - p);
+                        let start = (q0 as isize).max(-shift).min(q1 as isize);
+                        let end = (q1 as isize).min(hw - shift).max(start);
+                        let (l, h) = ((start - q0 as isize) as usize, (end - q0 as isize) as usize);
+                        row[..l].fill(T::ZERO);
+                        row[h..].fill(T::ZERO);
+                        row[l..h]
+                            .copy_from_slice(&xc[(start + shift) as usize..(end + shift) as usize]);
+                        for &(i, js, je, t0) in segs {
+                            let y = (i + a * g.p.dilation) as isize - p;
+                            let seg = &mut row[t0..t0 + je - js];
+                            if y < 0 || y >= g.h as isize {
+                                seg.fill(T::ZERO);
+                                continue;
+                            }
+                            // At most `padding` columns on either side: plain stores, no memset call.
+                            for j in js..lo.clamp(js, je) {
+                                seg[j - js] = T::ZERO;
+                            }
+                            for j in hi.clamp(js, je)..je {
+                                seg[j - js] = T::ZERO;
+                            }
+                        }
                     }
                 }
             }
-        }
-    }
+        },
+    )
 }
 
 /// The adjoint of [`im2col`]: adds the columns of output positions `[q0, q1)` (from column
@@ -307,37 +321,43 @@ fn col2im<T: Real>(
     (q0, q1): (usize, usize),
     dx: &mut [T],
 ) {
-    let (s, d, p) = (g.p.stride, g.p.dilation, g.p.padding);
-    let segs = segments(g, q0, q1);
-    let ranges: Vec<(usize, usize)> = (0..g.kw).map(|b| g.valid(g.w_out, g.w, b * d)).collect();
-    for c in 0..g.c_in {
-        let dxc = &mut dx[c * g.hw_in()..(c + 1) * g.hw_in()];
-        for a in 0..g.kh {
-            for (b, &(lo, hi)) in ranges.iter().enumerate() {
-                let r = (c * g.kh + a) * g.kw + b;
-                let row = &col[r * ld + col0..r * ld + col0 + q1 - q0];
-                for &(i, js, je, t0) in &segs {
-                    let y = i * s + a * d;
-                    let (l, h) = (lo.clamp(js, je), hi.clamp(js, je));
-                    if y < p || y - p >= g.h || l == h {
-                        continue;
-                    }
-                    let src = &row[t0 + l - js..t0 + h - js];
-                    let dst = &mut dxc[(y - p) * g.w..(y - p + 1) * g.w];
-                    let off = l * s + b * d - p;
-                    if s == 1 {
-                        for (v, &u) in dst[off..off + h - l].iter_mut().zip(src) {
-                            *v += u;
-                        }
-                    } else {
-                        for (t, &u) in src.iter().enumerate() {
-                            dst[off + t * s] += u;
+    simd(
+        #[inline(always)]
+        || {
+            let (s, d, p) = (g.p.stride, g.p.dilation, g.p.padding);
+            let segs = segments(g, q0, q1);
+            let ranges: Vec<(usize, usize)> =
+                (0..g.kw).map(|b| g.valid(g.w_out, g.w, b * d)).collect();
+            for c in 0..g.c_in {
+                let dxc = &mut dx[c * g.hw_in()..(c + 1) * g.hw_in()];
+                for a in 0..g.kh {
+                    for (b, &(lo, hi)) in ranges.iter().enumerate() {
+                        let r = (c * g.kh + a) * g.kw + b;
+                        let row = &col[r * ld + col0..r * ld + col0 + q1 - q0];
+                        for &(i, js, je, t0) in &segs {
+                            let y = i * s + a * d;
+                            let (l, h) = (lo.clamp(js, je), hi.clamp(js, je));
+                            if y < p || y - p >= g.h || l == h {
+                                continue;
+                            }
+                            let src = &row[t0 + l - js..t0 + h - js];
+                            let dst = &mut dxc[(y - p) * g.w..(y - p + 1) * g.w];
+                            let off = l * s + b * d - p;
+                            if s == 1 {
+                                for (v, &u) in dst[off..off + h - l].iter_mut().zip(src) {
+                                    *v += u;
+                                }
+                            } else {
+                                for (t, &u) in src.iter().enumerate() {
+                                    dst[off + t * s] += u;
+                                }
+                            }
                         }
                     }
                 }
             }
-        }
-    }
+        },
+    )
 }
 
 /// Copies the rows of `nb` images `[C, HW]` (consecutive in `src`) side by side into
@@ -442,20 +462,25 @@ impl GatherTable {
         ld: usize,
         col0: usize,
     ) {
-        let (taps, hw_out) = (g.kh * g.kw, g.hw_out());
-        for c in 0..g.c_in {
-            let src = &padded[c * self.plane()..(c + 1) * self.plane()];
-            for t in 0..taps {
-                let r = c * taps + t;
-                let row = &mut col[r * ld + col0..r * ld + col0 + q1 - q0];
-                for (v, &i) in row
-                    .iter_mut()
-                    .zip(&self.idx[t * hw_out + q0..t * hw_out + q1])
-                {
-                    *v = src[i as usize];
+        simd(
+            #[inline(always)]
+            || {
+                let (taps, hw_out) = (g.kh * g.kw, g.hw_out());
+                for c in 0..g.c_in {
+                    let src = &padded[c * self.plane()..(c + 1) * self.plane()];
+                    for t in 0..taps {
+                        let r = c * taps + t;
+                        let row = &mut col[r * ld + col0..r * ld + col0 + q1 - q0];
+                        for (v, &i) in row
+                            .iter_mut()
+                            .zip(&self.idx[t * hw_out + q0..t * hw_out + q1])
+                        {
+                            *v = src[i as usize];
+                        }
+                    }
                 }
-            }
-        }
+            },
+        )
     }
 
     /// The adjoint of [`GatherTable::im2col`] over all positions of one image: adds the
@@ -469,22 +494,29 @@ impl GatherTable {
         padded: &mut [T],
         dx: &mut [T],
     ) {
-        let (taps, hw_out, p) = (g.kh * g.kw, g.hw_out(), g.p.padding);
-        padded.fill(T::ZERO);
-        for c in 0..g.c_in {
-            let dst = &mut padded[c * self.plane()..(c + 1) * self.plane()];
-            for t in 0..taps {
-                let r = c * taps + t;
-                let row = &col[r * ld + col0..r * ld + col0 + hw_out];
-                for (&u, &i) in row.iter().zip(&self.idx[t * hw_out..(t + 1) * hw_out]) {
-                    dst[i as usize] += u;
+        simd(
+            #[inline(always)]
+            || {
+                let (taps, hw_out, p) = (g.kh * g.kw, g.hw_out(), g.p.padding);
+                padded.fill(T::ZERO);
+                for c in 0..g.c_in {
+                    let dst = &mut padded[c * self.plane()..(c + 1) * self.plane()];
+                    for t in 0..taps {
+                        let r = c * taps + t;
+                        let row = &col[r * ld + col0..r * ld + col0 + hw_out];
+                        for (&u, &i) in row.iter().zip(&self.idx[t * hw_out..(t + 1) * hw_out]) {
+                            dst[i as usize] += u;
+                        }
+                    }
+                    let out = &mut dx[c * g.hw_in()..(c + 1) * g.hw_in()];
+                    for (y, row) in out.chunks_exact_mut(g.w).enumerate() {
+                        row.copy_from_slice(
+                            &dst[(y + p) * self.wp + p..(y + p) * self.wp + p + g.w],
+                        );
+                    }
                 }
-            }
-            let out = &mut dx[c * g.hw_in()..(c + 1) * g.hw_in()];
-            for (y, row) in out.chunks_exact_mut(g.w).enumerate() {
-                row.copy_from_slice(&dst[(y + p) * self.wp + p..(y + p) * self.wp + p + g.w]);
-            }
-        }
+            },
+        )
     }
 }
 
@@ -765,21 +797,24 @@ fn planes_per_task(plane: usize) -> usize {
 /// such term adds an exact zero.
 mod depthwise_same {
     use super::{Geom, Real, planes_per_task};
-    use crate::ops::kernel::dot;
+    use crate::ops::kernel::{dot, simd};
     use rayon::prelude::*;
 
     /// Signed offset of kernel column `b` (`b*d - p`).
+    #[inline(always)]
     fn col_offset(g: &Geom, b: usize) -> isize {
         (b * g.p.dilation) as isize - g.p.padding as isize
     }
 
     /// Signed offset of kernel row `a` (`a*d - p`).
+    #[inline(always)]
     fn row_offset(g: &Geom, a: usize) -> isize {
         (a * g.p.dilation) as isize - g.p.padding as isize
     }
 
     /// Copies an input plane with the columns that only positions outside the image read
     /// through tap column offset `o` set to zero.
+    #[inline(always)]
     fn mask_input<T: Real>(src: &[T], w: usize, o: isize, dst: &mut [T]) {
         dst.copy_from_slice(src);
         let (lo, hi) = if o < 0 {
@@ -794,6 +829,7 @@ mod depthwise_same {
 
     /// Copies an output plane with the columns `j` whose tap `j + o` falls outside
     /// `[0, w)` set to zero.
+    #[inline(always)]
     fn mask_output<T: Real>(src: &[T], w: usize, o: isize, dst: &mut [T]) {
         dst.copy_from_slice(src);
         let lo = (-o).clamp(0, w as isize) as usize;
@@ -807,6 +843,7 @@ mod depthwise_same {
     /// Output positions `q0..q1` of tap `(a, b)` whose row is valid and whose input
     /// `q + shift` is inside the plane, as `(q0..q1, q0 + shift..q1 + shift)`; `None` when
     /// there is none.
+    #[inline(always)]
     fn span(
         g: &Geom,
         a: usize,
@@ -836,23 +873,28 @@ mod depthwise_same {
             .for_each_init(
                 || vec![T::ZERO; g.kw * hw],
                 |masked, (plane, yp)| {
-                    let c = plane % g.c_in;
-                    let xp = &x[plane * hw..(plane + 1) * hw];
-                    for (b, m) in masked.chunks_exact_mut(hw).enumerate() {
-                        mask_input(xp, g.w, col_offset(g, b), m);
-                    }
-                    for a in 0..g.kh {
-                        for b in 0..g.kw {
-                            let wv = wt[c * taps + a * g.kw + b];
-                            let Some((out, inp)) = span(g, a, b) else {
-                                continue;
-                            };
-                            let src = &masked[b * hw..(b + 1) * hw][inp];
-                            for (v, &u) in yp[out].iter_mut().zip(src) {
-                                *v += wv * u;
+                    simd(
+                        #[inline(always)]
+                        || {
+                            let c = plane % g.c_in;
+                            let xp = &x[plane * hw..(plane + 1) * hw];
+                            for (b, m) in masked.chunks_exact_mut(hw).enumerate() {
+                                mask_input(xp, g.w, col_offset(g, b), m);
                             }
-                        }
-                    }
+                            for a in 0..g.kh {
+                                for b in 0..g.kw {
+                                    let wv = wt[c * taps + a * g.kw + b];
+                                    let Some((out, inp)) = span(g, a, b) else {
+                                        continue;
+                                    };
+                                    let src = &masked[b * hw..(b + 1) * hw][inp];
+                                    for (v, &u) in yp[out].iter_mut().zip(src) {
+                                        *v += wv * u;
+                                    }
+                                }
+                            }
+                        },
+                    )
                 },
             );
         y
@@ -867,23 +909,28 @@ mod depthwise_same {
             .for_each_init(
                 || vec![T::ZERO; g.kw * hw],
                 |masked, (plane, dxp)| {
-                    let c = plane % g.c_in;
-                    let dyp = &dy[plane * hw..(plane + 1) * hw];
-                    for (b, m) in masked.chunks_exact_mut(hw).enumerate() {
-                        mask_output(dyp, g.w, col_offset(g, b), m);
-                    }
-                    for a in 0..g.kh {
-                        for b in 0..g.kw {
-                            let wv = wt[c * taps + a * g.kw + b];
-                            let Some((out, inp)) = span(g, a, b) else {
-                                continue;
-                            };
-                            let src = &masked[b * hw..(b + 1) * hw][out];
-                            for (v, &u) in dxp[inp].iter_mut().zip(src) {
-                                *v += wv * u;
+                    simd(
+                        #[inline(always)]
+                        || {
+                            let c = plane % g.c_in;
+                            let dyp = &dy[plane * hw..(plane + 1) * hw];
+                            for (b, m) in masked.chunks_exact_mut(hw).enumerate() {
+                                mask_output(dyp, g.w, col_offset(g, b), m);
                             }
-                        }
-                    }
+                            for a in 0..g.kh {
+                                for b in 0..g.kw {
+                                    let wv = wt[c * taps + a * g.kw + b];
+                                    let Some((out, inp)) = span(g, a, b) else {
+                                        continue;
+                                    };
+                                    let src = &masked[b * hw..(b + 1) * hw][out];
+                                    for (v, &u) in dxp[inp].iter_mut().zip(src) {
+                                        *v += wv * u;
+                                    }
+                                }
+                            }
+                        },
+                    )
                 },
             );
         dx
@@ -895,22 +942,28 @@ mod depthwise_same {
         dw.par_chunks_mut(taps).enumerate().for_each_init(
             || vec![T::ZERO; g.kw * hw],
             |masked, (c, dwc)| {
-                for n in 0..g.n {
-                    let plane = n * g.c_in + c;
-                    let xp = &x[plane * hw..(plane + 1) * hw];
-                    let dyp = &dy[plane * hw..(plane + 1) * hw];
-                    for (b, m) in masked.chunks_exact_mut(hw).enumerate() {
-                        mask_input(xp, g.w, col_offset(g, b), m);
-                    }
-                    for a in 0..g.kh {
-                        for b in 0..g.kw {
-                            let Some((out, inp)) = span(g, a, b) else {
-                                continue;
-                            };
-                            dwc[a * g.kw + b] += dot(&dyp[out], &masked[b * hw..(b + 1) * hw][inp]);
+                simd(
+                    #[inline(always)]
+                    || {
+                        for n in 0..g.n {
+                            let plane = n * g.c_in + c;
+                            let xp = &x[plane * hw..(plane + 1) * hw];
+                            let dyp = &dy[plane * hw..(plane + 1) * hw];
+                            for (b, m) in masked.chunks_exact_mut(hw).enumerate() {
+                                mask_input(xp, g.w, col_offset(g, b), m);
+                            }
+                            for a in 0..g.kh {
+                                for b in 0..g.kw {
+                                    let Some((out, inp)) = span(g, a, b) else {
+                                        continue;
+                                    };
+                                    dwc[a * g.kw + b] +=
+                                        dot(&dyp[out], &masked[b * hw..(b + 1) * hw][inp]);
+                                }
+                            }
                         }
-                    }
-                }
+                    },
+                )
             },
         );
         dw
@@ -929,35 +982,42 @@ fn depthwise_forward<T: Real>(x: &[T], wt: &[T], g: &Geom) -> Vec<T> {
         .with_min_len(planes_per_task(hw_out))
         .enumerate()
         .for_each(|(plane, yp)| {
-            let c = plane % g.c_in;
-            let xp = &x[plane * hw_in..(plane + 1) * hw_in];
-            let wk = &wt[c * taps..(c + 1) * taps];
-            for i in 0..g.h_out {
-                let yrow = &mut yp[i * g.w_out..(i + 1) * g.w_out];
-                for a in 0..g.kh {
-                    let yy = i * s + a * d;
-                    if yy < p || yy - p >= g.h {
-                        continue;
-                    }
-                    let xrow = &xp[(yy - p) * g.w..(yy - p + 1) * g.w];
-                    for (b, &(lo, hi)) in ranges.iter().enumerate() {
-                        if lo == hi {
-                            continue;
-                        }
-                        let wv = wk[a * g.kw + b];
-                        let off = lo * s + b * d - p;
-                        if s == 1 {
-                            for (v, &u) in yrow[lo..hi].iter_mut().zip(&xrow[off..off + hi - lo]) {
-                                *v += wv * u;
+            simd(
+                #[inline(always)]
+                || {
+                    let c = plane % g.c_in;
+                    let xp = &x[plane * hw_in..(plane + 1) * hw_in];
+                    let wk = &wt[c * taps..(c + 1) * taps];
+                    for i in 0..g.h_out {
+                        let yrow = &mut yp[i * g.w_out..(i + 1) * g.w_out];
+                        for a in 0..g.kh {
+                            let yy = i * s + a * d;
+                            if yy < p || yy - p >= g.h {
+                                continue;
                             }
-                        } else {
-                            for (t, v) in yrow[lo..hi].iter_mut().enumerate() {
-                                *v += wv * xrow[off + t * s];
+                            let xrow = &xp[(yy - p) * g.w..(yy - p + 1) * g.w];
+                            for (b, &(lo, hi)) in ranges.iter().enumerate() {
+                                if lo == hi {
+                                    continue;
+                                }
+                                let wv = wk[a * g.kw + b];
+                                let off = lo * s + b * d - p;
+                                if s == 1 {
+                                    for (v, &u) in
+                                        yrow[lo..hi].iter_mut().zip(&xrow[off..off + hi - lo])
+                                    {
+                                        *v += wv * u;
+                                    }
+                                } else {
+                                    for (t, v) in yrow[lo..hi].iter_mut().enumerate() {
+                                        *v += wv * xrow[off + t * s];
+                                    }
+                                }
                             }
                         }
                     }
-                }
-            }
+                },
+            )
         });
     y
 }
@@ -974,36 +1034,42 @@ fn depthwise_input_grad<T: Real>(dy: &[T], wt: &[T], g: &Geom) -> Vec<T> {
         .with_min_len(planes_per_task(hw_in))
         .enumerate()
         .for_each(|(plane, dxp)| {
-            let c = plane % g.c_in;
-            let dyp = &dy[plane * hw_out..(plane + 1) * hw_out];
-            let wk = &wt[c * taps..(c + 1) * taps];
-            for i in 0..g.h_out {
-                let dyrow = &dyp[i * g.w_out..(i + 1) * g.w_out];
-                for a in 0..g.kh {
-                    let yy = i * s + a * d;
-                    if yy < p || yy - p >= g.h {
-                        continue;
-                    }
-                    let dxrow = &mut dxp[(yy - p) * g.w..(yy - p + 1) * g.w];
-                    for (b, &(lo, hi)) in ranges.iter().enumerate() {
-                        if lo == hi {
-                            continue;
-                        }
-                        let wv = wk[a * g.kw + b];
-                        let off = lo * s + b * d - p;
-                        if s == 1 {
-                            for (v, &u) in dxrow[off..off + hi - lo].iter_mut().zip(&dyrow[lo..hi])
-                            {
-                                *v += wv * u;
+            simd(
+                #[inline(always)]
+                || {
+                    let c = plane % g.c_in;
+                    let dyp = &dy[plane * hw_out..(plane + 1) * hw_out];
+                    let wk = &wt[c * taps..(c + 1) * taps];
+                    for i in 0..g.h_out {
+                        let dyrow = &dyp[i * g.w_out..(i + 1) * g.w_out];
+                        for a in 0..g.kh {
+                            let yy = i * s + a * d;
+                            if yy < p || yy - p >= g.h {
+                                continue;
                             }
-                        } else {
-                            for (t, &u) in dyrow[lo..hi].iter().enumerate() {
-                                dxrow[off + t * s] += wv * u;
+                            let dxrow = &mut dxp[(yy - p) * g.w..(yy - p + 1) * g.w];
+                            for (b, &(lo, hi)) in ranges.iter().enumerate() {
+                                if lo == hi {
+                                    continue;
+                                }
+                                let wv = wk[a * g.kw + b];
+                                let off = lo * s + b * d - p;
+                                if s == 1 {
+                                    for (v, &u) in
+                                        dxrow[off..off + hi - lo].iter_mut().zip(&dyrow[lo..hi])
+                                    {
+                                        *v += wv * u;
+                                    }
+                                } else {
+                                    for (t, &u) in dyrow[lo..hi].iter().enumerate() {
+                                        dxrow[off + t * s] += wv * u;
+                                    }
+                                }
                             }
                         }
                     }
-                }
-            }
+                },
+            )
         });
     dx
 }
@@ -1017,37 +1083,42 @@ fn depthwise_weight_grad<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
     let ranges: Vec<(usize, usize)> = (0..g.kw).map(|b| g.valid(g.w_out, g.w, b * d)).collect();
     let mut dw = vec![T::ZERO; g.c_out * taps];
     dw.par_chunks_mut(taps).enumerate().for_each(|(c, dwc)| {
-        let mut gathered = vec![T::ZERO; g.w_out];
-        for n in 0..g.n {
-            let plane = n * g.c_in + c;
-            let xp = &x[plane * hw_in..(plane + 1) * hw_in];
-            let dyp = &dy[plane * hw_out..(plane + 1) * hw_out];
-            for i in 0..g.h_out {
-                let dyrow = &dyp[i * g.w_out..(i + 1) * g.w_out];
-                for a in 0..g.kh {
-                    let yy = i * s + a * d;
-                    if yy < p || yy - p >= g.h {
-                        continue;
-                    }
-                    let xrow = &xp[(yy - p) * g.w..(yy - p + 1) * g.w];
-                    for (b, &(lo, hi)) in ranges.iter().enumerate() {
-                        if lo == hi {
-                            continue;
-                        }
-                        let off = lo * s + b * d - p;
-                        let xs: &[T] = if s == 1 {
-                            &xrow[off..off + hi - lo]
-                        } else {
-                            for (t, v) in gathered[..hi - lo].iter_mut().enumerate() {
-                                *v = xrow[off + t * s];
+        simd(
+            #[inline(always)]
+            || {
+                let mut gathered = vec![T::ZERO; g.w_out];
+                for n in 0..g.n {
+                    let plane = n * g.c_in + c;
+                    let xp = &x[plane * hw_in..(plane + 1) * hw_in];
+                    let dyp = &dy[plane * hw_out..(plane + 1) * hw_out];
+                    for i in 0..g.h_out {
+                        let dyrow = &dyp[i * g.w_out..(i + 1) * g.w_out];
+                        for a in 0..g.kh {
+                            let yy = i * s + a * d;
+                            if yy < p || yy - p >= g.h {
+                                continue;
                             }
-                            &gathered[..hi - lo]
-                        };
-                        dwc[a * g.kw + b] += super::kernel::dot(&dyrow[lo..hi], xs);
+                            let xrow = &xp[(yy - p) * g.w..(yy - p + 1) * g.w];
+                            for (b, &(lo, hi)) in ranges.iter().enumerate() {
+                                if lo == hi {
+                                    continue;
+                                }
+                                let off = lo * s + b * d - p;
+                                let xs: &[T] = if s == 1 {
+                                    &xrow[off..off + hi - lo]
+                                } else {
+                                    for (t, v) in gathered[..hi - lo].iter_mut().enumerate() {
+                                        *v = xrow[off + t * s];
+                                    }
+                                    &gathered[..hi - lo]
+                                };
+                                dwc[a * g.kw + b] += super::kernel::dot(&dyrow[lo..hi], xs);
+                            }
+                        }
                     }
                 }
-            }
-        }
+            },
+        )
     });
     dw
 }

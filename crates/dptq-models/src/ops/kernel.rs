@@ -203,6 +203,7 @@ pub(crate) fn matmul<T: Real>(
 
 /// `sum_i a[i] * b[i]` over eight interleaved partial sums (so that it vectorises),
 /// combined in a fixed order.
+#[inline(always)]
 pub(crate) fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::ZERO; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -221,7 +222,7 @@ pub(crate) fn dot<T: Real>(a: &[T], b: &[T]) -> T {
 
 /// `sum_i f(a[i], b[i])` accumulated in f64 over eight interleaved partial sums, combined
 /// in a fixed order.
-#[inline]
+#[inline(always)]
 pub(crate) fn sum2_f64<T: Real>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
     let mut acc = [0f64; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -239,7 +240,7 @@ pub(crate) fn sum2_f64<T: Real>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -
 }
 
 /// `sum_i f(a[i])` accumulated in f64, like [`sum2_f64`].
-#[inline]
+#[inline(always)]
 pub(crate) fn sum_f64<T: Real>(a: &[T], f: impl Fn(f64) -> f64) -> f64 {
     sum2_f64(a, a, |x, _| f(x))
 }
@@ -247,4 +248,15 @@ pub(crate) fn sum_f64<T: Real>(a: &[T], f: impl Fn(f64) -> f64) -> f64 {
 /// Wraps a kernel's output as CPU storage.
 pub(crate) fn storage<T: Real>(data: Vec<T>) -> CpuStorage {
     T::to_cpu_storage_owned(data)
+}
+
+/// Runs `f` compiled for the best instruction set of this CPU (AVX-512, AVX2 + FMA, or the
+/// baseline), detected at run time, so that its loops vectorise with it (conditional
+/// updates become blends instead of branches). Only code inlined into `f` benefits: the
+/// kernels it calls are `#[inline(always)]`. Results do not depend on the instruction set:
+/// Rust never contracts `a * b + c` into a fused multiply-add, and reductions keep their
+/// explicit order.
+#[inline(always)]
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
 }

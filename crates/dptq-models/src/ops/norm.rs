@@ -12,7 +12,7 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
-use super::kernel::{Real, contiguous, dispatch_real, storage, sum_f64, sum2_f64};
+use super::kernel::{Real, contiguous, dispatch_real, simd, storage, sum_f64, sum2_f64};
 
 /// Per-channel batch mean and biased variance of a contiguous CPU `[N, C, H, W]` tensor
 /// (two passes: the mean, then the squared deviations from it).
@@ -28,12 +28,12 @@ pub(crate) fn channel_stats(xs: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
         let count = (n * hw) as f64;
         let stats: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
-            .map(|ch| {
+            .map(|ch| simd(#[inline(always)] || {
                 let planes = || (0..n).map(|i| &x[(i * c + ch) * hw..(i * c + ch + 1) * hw]);
                 let mean = planes().map(|p| sum_f64(p, |v| v)).sum::<f64>() / count;
                 let var = planes().map(|p| sum_f64(p, |v| (v - mean) * (v - mean))).sum::<f64>() / count;
                 (mean, var)
-            })
+            }))
             .collect();
         Ok(stats.into_iter().unzip())
     })
@@ -47,10 +47,15 @@ fn channel_affine<T: Real>(x: &[T], c: usize, hw: usize, scale: &[T], shift: &[T
         .with_min_len(planes_per_task(hw))
         .enumerate()
         .for_each(|(plane, (yp, xp))| {
-            let (a, b) = (scale[plane % c], shift[plane % c]);
-            for (v, &u) in yp.iter_mut().zip(xp) {
-                *v = u * a + b;
-            }
+            simd(
+                #[inline(always)]
+                || {
+                    let (a, b) = (scale[plane % c], shift[plane % c]);
+                    for (v, &u) in yp.iter_mut().zip(xp) {
+                        *v = u * a + b;
+                    }
+                },
+            )
         });
     y
 }
@@ -154,13 +159,13 @@ impl CustomOp3 for BatchNormTrainBwd {
             // Per channel: sum(dy) and sum(dy * (x - mean)).
             let sums: Vec<(f64, f64)> = (0..c)
                 .into_par_iter()
-                .map(|ch| {
+                .map(|ch| simd(#[inline(always)] || {
                     let mean = self.mean[ch];
                     (0..n).fold((0.0, 0.0), |(s, sx), i| {
                         let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
                         (s + sum_f64(&dy[r.clone()], |v| v), sx + sum2_f64(&dy[r.clone()], &x[r], |g, v| g * (v - mean)))
                     })
-                })
+                }))
                 .collect();
             // dx = a * dy + b * x + k per channel.
             let mut coef_a = Vec::with_capacity(c);
@@ -183,13 +188,13 @@ impl CustomOp3 for BatchNormTrainBwd {
                 .zip(dy.par_chunks(hw).zip(x.par_chunks(hw)))
                 .with_min_len(planes_per_task(hw))
                 .enumerate()
-                .for_each(|(plane, (dxp, (dyp, xp)))| {
+                .for_each(|(plane, (dxp, (dyp, xp)))| simd(#[inline(always)] || {
                     let ch = plane % c;
                     let (a, b, k) = (coef_a[ch], coef_b[ch], coef_k[ch]);
                     for ((v, &g), &u) in dxp.iter_mut().zip(dyp).zip(xp) {
                         *v = a * g + b * u + k;
                     }
-                });
+                }));
             Ok((storage(out), Shape::from(numel + 2 * c)))
         })
     }
@@ -265,12 +270,12 @@ impl CustomOp2 for ChannelSums {
             let x = contiguous::<T>(xs, xl, self.name())?;
             let sums: Vec<(f64, f64)> = (0..c)
                 .into_par_iter()
-                .map(|ch| {
+                .map(|ch| simd(#[inline(always)] || {
                     (0..n).fold((0.0, 0.0), |(sx, s), i| {
                         let r = (i * c + ch) * hw..(i * c + ch + 1) * hw;
                         (sx + sum2_f64(&dy[r.clone()], &x[r.clone()], |g, v| g * v), s + sum_f64(&dy[r], |v| v))
                     })
-                })
+                }))
                 .collect();
             let (sx, s): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
             let out: Vec<T> = sx.into_iter().chain(s).map(T::from_f64).collect();

@@ -12,11 +12,21 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernel::{Real, contiguous, dispatch_real, storage};
+use super::kernel::{Real, contiguous, dispatch_real, simd, storage};
 
 /// Planes per rayon task so that small planes are not scheduled one by one.
 fn planes_per_task(plane: usize) -> usize {
     (8192 / plane.max(1)).max(1)
+}
+
+/// Per-thread scratch of [`PoolGeom::plane`]: one output row of maxima and argmaxes, one
+/// padded input row and its stride phases.
+struct Scratch<T> {
+    best: Vec<T>,
+    arg: Vec<u32>,
+    phases: Vec<T>,
+    /// One input row with `-inf` on both sides (and up to the end of the last phase).
+    padded: Vec<T>,
 }
 
 /// Max-pooling geometry.
@@ -32,23 +42,15 @@ impl PoolGeom {
         super::pool_output_size(h, w, self.kernel, self.stride, self.padding)
     }
 
-    /// Output columns `[lo, hi)` whose window column `j*s + tap - p` lies in `[0, w)`.
-    fn valid(&self, w_out: usize, w: usize, tap: usize) -> (usize, usize) {
-        let (s, p) = (self.stride, self.padding);
-        let lo = if tap >= p { 0 } else { (p - tap).div_ceil(s) };
-        let hi = if w + p > tap {
-            (w + p - tap).div_ceil(s).min(w_out)
-        } else {
-            0
-        };
-        (lo.min(hi), hi)
-    }
-
     /// Pools one `h x w` plane into `yp`, and writes each output's argmax (index in the
-    /// plane) into `ip` when given. `best`/`arg` are scratch rows of `w_out` elements.
+    /// plane) into `ip` when given.
     ///
-    /// Loops run over output columns innermost (one select per tap and output), taps in
-    /// row-major window order, so the first maximum wins exactly as in a per-window scan.
+    /// Each input row is copied once into `-inf`-padded stride phases (`phases[k][m]` is
+    /// padded column `m*s + k`), so that the values tap column `cc` reads for consecutive
+    /// outputs are contiguous. Loops run over output columns innermost (one select per tap
+    /// and output), taps in row-major window order, so the first maximum wins exactly as in
+    /// a per-window scan; padding (`-inf`) never wins.
+    #[inline(always)]
     fn plane<T: Real>(
         &self,
         xp: &[T],
@@ -56,51 +58,59 @@ impl PoolGeom {
         w: usize,
         yp: &mut [T],
         mut ip: Option<&mut [u32]>,
-        best: &mut [T],
-        arg: &mut [u32],
+        s: &mut Scratch<T>,
     ) {
-        let (k, s, p) = (self.kernel, self.stride, self.padding);
-        let w_out = best.len();
+        let (k, st, p) = (self.kernel, self.stride, self.padding);
+        let w_out = s.best.len();
         let h_out = yp.len() / w_out.max(1);
-        let ranges: Vec<(usize, usize)> = (0..k).map(|cc| self.valid(w_out, w, cc)).collect();
+        let phase_len = (w + 2 * p).div_ceil(st);
         for i in 0..h_out {
-            let r0 = (i * s).saturating_sub(p);
-            let r1 = (i * s + k - p).min(h);
-            best.fill(T::NEG_INFINITY);
-            for (j, a) in arg.iter_mut().enumerate() {
-                *a = (r0 * w + (j * s).saturating_sub(p)) as u32;
+            let r0 = (i * st).saturating_sub(p);
+            let r1 = (i * st + k - p).min(h);
+            s.best.fill(T::NEG_INFINITY);
+            for (j, a) in s.arg.iter_mut().enumerate() {
+                *a = (r0 * w + (j * st).saturating_sub(p)) as u32;
             }
             for r in r0..r1 {
-                let xrow = &xp[r * w..(r + 1) * w];
-                for (cc, &(lo, hi)) in ranges.iter().enumerate() {
-                    if lo == hi {
-                        continue;
+                s.padded[p..p + w].copy_from_slice(&xp[r * w..(r + 1) * w]);
+                for (ph, dst) in s.phases.chunks_exact_mut(phase_len).enumerate() {
+                    for (m, v) in dst.iter_mut().enumerate() {
+                        *v = s.padded[m * st + ph];
                     }
-                    let off = lo * s + cc - p;
-                    let best = &mut best[lo..hi];
+                }
+                for cc in 0..k {
+                    let start = (cc % st) * phase_len + cc / st;
+                    let vals = &s.phases[start..start + w_out];
                     if ip.is_some() {
-                        let arg = &mut arg[lo..hi];
-                        for (t, (b, a)) in best.iter_mut().zip(arg.iter_mut()).enumerate() {
-                            let v = xrow[off + t * s];
-                            let take = v > *b || v.is_nan();
+                        // Plane index of output j's tap: r*w + j*s + cc - p (wraps only for
+                        // padding, which never wins).
+                        let base = ((r * w + cc) as u32).wrapping_sub(p as u32);
+                        for (j, ((b, a), &v)) in s
+                            .best
+                            .iter_mut()
+                            .zip(s.arg.iter_mut())
+                            .zip(vals)
+                            .enumerate()
+                        {
+                            // `|`, not `||`: no branch, so the loop vectorises.
+                            let take = (v > *b) | v.is_nan();
                             *b = if take { v } else { *b };
                             *a = if take {
-                                (r * w + off + t * s) as u32
+                                base.wrapping_add((j * st) as u32)
                             } else {
                                 *a
                             };
                         }
                     } else {
-                        for (t, b) in best.iter_mut().enumerate() {
-                            let v = xrow[off + t * s];
-                            *b = if v > *b || v.is_nan() { v } else { *b };
+                        for (b, &v) in s.best.iter_mut().zip(vals) {
+                            *b = if (v > *b) | v.is_nan() { v } else { *b };
                         }
                     }
                 }
             }
-            yp[i * w_out..(i + 1) * w_out].copy_from_slice(best);
+            yp[i * w_out..(i + 1) * w_out].copy_from_slice(&s.best);
             if let Some(ip) = ip.as_deref_mut() {
-                ip[i * w_out..(i + 1) * w_out].copy_from_slice(arg);
+                ip[i * w_out..(i + 1) * w_out].copy_from_slice(&s.arg);
             }
         }
     }
@@ -123,21 +133,33 @@ impl PoolGeom {
         } else {
             Vec::new()
         };
-        let scratch = || (vec![T::ZERO; w_out], vec![0u32; w_out]);
+        let phase_len = (w + 2 * self.padding).div_ceil(self.stride);
+        let scratch = || Scratch {
+            best: vec![T::ZERO; w_out],
+            arg: vec![0u32; w_out],
+            phases: vec![T::ZERO; self.stride * phase_len],
+            padded: vec![T::NEG_INFINITY; self.stride * phase_len],
+        };
         if record {
             y.par_chunks_mut(out)
                 .zip(idx.par_chunks_mut(out))
                 .zip(x.par_chunks(h * w))
                 .with_min_len(planes_per_task(h * w))
-                .for_each_init(scratch, |(best, arg), ((yp, ip), xp)| {
-                    self.plane(xp, h, w, yp, Some(ip), best, arg)
+                .for_each_init(scratch, |s, ((yp, ip), xp)| {
+                    simd(
+                        #[inline(always)]
+                        || self.plane(xp, h, w, yp, Some(ip), s),
+                    )
                 });
         } else {
             y.par_chunks_mut(out)
                 .zip(x.par_chunks(h * w))
                 .with_min_len(planes_per_task(h * w))
-                .for_each_init(scratch, |(best, arg), (yp, xp)| {
-                    self.plane(xp, h, w, yp, None, best, arg)
+                .for_each_init(scratch, |s, (yp, xp)| {
+                    simd(
+                        #[inline(always)]
+                        || self.plane(xp, h, w, yp, None, s),
+                    )
                 });
         }
         Ok((y, record.then_some(idx)))
@@ -261,11 +283,11 @@ impl CustomOp1 for ReluOp {
         dispatch_real!(self.name(), xs, T => {
             let x = contiguous::<T>(xs, xl, self.name())?;
             let mut y = vec![T::ZERO; x.len()];
-            y.par_chunks_mut(1 << 16).zip(x.par_chunks(1 << 16)).for_each(|(yc, xc)| {
+            y.par_chunks_mut(1 << 16).zip(x.par_chunks(1 << 16)).for_each(|(yc, xc)| simd(#[inline(always)] || {
                 for (v, &u) in yc.iter_mut().zip(xc) {
                     *v = if u < T::ZERO { T::ZERO } else { u };
                 }
-            });
+            }));
             Ok((storage(y), xl.shape().clone()))
         })
     }
@@ -303,11 +325,11 @@ impl CustomOp2 for ReluBwd {
             let y = contiguous::<T>(ys, yl, self.name())?;
             let mut dx = vec![T::ZERO; y.len()];
             dx.par_chunks_mut(1 << 16).zip(dy.par_chunks(1 << 16).zip(y.par_chunks(1 << 16))).for_each(
-                |(dc, (gc, yc))| {
+                |(dc, (gc, yc))| simd(#[inline(always)] || {
                     for ((v, &g), &u) in dc.iter_mut().zip(gc).zip(yc) {
                         *v = if u > T::ZERO { g } else { T::ZERO };
                     }
-                },
+                }),
             );
             Ok((storage(dx), yl.shape().clone()))
         })
