@@ -25,7 +25,7 @@ enum Command {
     Predict(cmd::predict::Args),
     /// The quantizable layers of an architecture (index, timm name, input shape).
     Layers(cmd::layers::Args),
-    /// Measure throughput of the solver and the quantizers.
+    /// Measure throughput of the solver, the quantizers and the models.
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
     /// Inspect datasets (`info`) and download them (`fetch pets`).

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use dptq_analysis::{AnalysisOptions, analyze_run};
 use dptq_distill::RunConfig;
 
 use crate::progress::Bars;
@@ -37,6 +38,9 @@ pub struct Args {
     /// Print the resolved configuration (TOML) and exit.
     #[arg(long)]
     print_config: bool,
+    /// Stop after Tables 1-3: skip the analyses (`dptq analyze RUN_DIR` runs them later).
+    #[arg(long)]
+    no_analysis: bool,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
@@ -103,6 +107,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out.join("results.json").display(),
         out.join("report.md").display(),
         out.display()
+    );
+    if args.no_analysis {
+        return Ok(());
+    }
+    // Figs. 2-4, the transitory points, the cross matrix, the policies' dynamics and the
+    // mitigation experiment, spliced into report.md. The tables above are already saved:
+    // a failure here loses nothing, and `dptq analyze` reruns this step alone.
+    let summary = analyze_run(&out, &AnalysisOptions::default(), &bars).with_context(|| {
+        format!(
+            "analysing {} (the run's results are saved; rerun with `dptq analyze {}`)",
+            out.display(),
+            out.display()
+        )
+    })?;
+    eprintln!(
+        "wrote {} figures and {} tables under {}, {} and the analysis section of {} in {:.0} s",
+        summary.figures.len(),
+        summary.tables.len(),
+        summary.json.parent().unwrap_or(&out).display(),
+        summary.html.display(),
+        out.join("report.md").display(),
+        summary.seconds.get("total").copied().unwrap_or(0.0)
     );
     Ok(())
 }
