@@ -1,22 +1,9 @@
-//! `dptq reproduce` as a new user runs it, on a micro version of the tiny preset (320
-//! training / 200 test images, one epoch per stage): the tables are printed, the run
+//! `dptq reproduce` as a new user runs it, on the `smoke` preset (the tiny preset cut to
+//! 320 training / 200 test images, one epoch per stage): the tables are printed, the run
 //! directory holds results, config, checkpoints and the analysis report, and a bad
 //! override is a one-line error that writes nothing.
 
-use std::path::Path;
 use std::process::Command;
-
-const MICRO: [&str; 9] = [
-    "data.train_limit=320",
-    "data.test_limit=200",
-    "teacher.arch=\"resnet_tiny\"",
-    "teacher.train.epochs=1",
-    "white_box.train.epochs=1",
-    "pairs.train.epochs=1",
-    "pairs.train.batch_size=32",
-    "eval.batch_size=100",
-    "eval.teacher=false",
-];
 
 fn dptq(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_dptq"))
@@ -32,29 +19,20 @@ fn dptq(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn micro_args(out: &Path) -> Vec<String> {
-    let mut args = vec![
-        "reproduce".to_string(),
-        "--quiet".into(),
-        "--seed".into(),
-        "3".into(),
-        "--out".into(),
-        out.display().to_string(),
-    ];
-    for s in MICRO {
-        args.push("--set".into());
-        args.push(s.into());
-    }
-    args
-}
-
 #[test]
 fn reproduce_writes_tables_results_and_the_analysis_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let args = micro_args(&out);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = dptq(&args);
+    let (code, stdout, stderr) = dptq(&[
+        "reproduce",
+        "--preset",
+        "smoke",
+        "--quiet",
+        "--seed",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "stderr: {stderr}");
     assert!(stdout.contains("Table 1"), "stdout: {stdout}");
 

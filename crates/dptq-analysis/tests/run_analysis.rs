@@ -1,5 +1,6 @@
-//! The analyses on real artefacts: a micro run of the tiny preset is produced once by
-//! `dptq_distill::reproduce` (320 training / 200 test images, one epoch per stage) and
+//! The analyses on real artefacts: a run of the `smoke` preset (the tiny preset cut to
+//! 320 training / 200 test images, one epoch per stage) is produced once by
+//! `dptq_distill::reproduce` and
 //! every test reads it. Accuracies of so short a run are low; these tests check the
 //! identities, shapes and bookkeeping the analyses must satisfy whatever the accuracy.
 
@@ -24,20 +25,7 @@ fn micro_run() -> &'static Path {
     let (_, path) = RUN.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
-        let mut cfg = RunConfig::preset("tiny").unwrap();
-        for s in [
-            "data.train_limit=320",
-            "data.test_limit=200",
-            "teacher.arch=\"resnet_tiny\"",
-            "teacher.train.epochs=1",
-            "white_box.train.epochs=1",
-            "pairs.train.epochs=1",
-            "pairs.train.batch_size=32",
-            "eval.batch_size=100",
-            "eval.teacher=false",
-        ] {
-            cfg = cfg.set(s).unwrap();
-        }
+        let cfg = RunConfig::preset("smoke").unwrap();
         reproduce(&cfg, &out, false, &NoProgress).unwrap();
         (dir, out)
     });

@@ -29,8 +29,8 @@ mod trainer;
 
 pub use config::{
     BitVersion, BudgetLevel, DataConfig, EvalConfig, Experiment, PAPER_PRESET, PairsConfig,
-    Profits, QuantizedPassBn, RunConfig, RunOptions, TINY_PRESET, TeacherConfig, TrainConfig,
-    WhiteBoxConfig,
+    Profits, QuantizedPassBn, RunConfig, RunOptions, SMOKE_OVERRIDES, TINY_PRESET, TeacherConfig,
+    TrainConfig, WhiteBoxConfig,
 };
 pub use datasets::{RunData, balanced_subset};
 pub use error::{Error, Result};

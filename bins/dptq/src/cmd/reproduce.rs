@@ -11,7 +11,8 @@ use crate::progress::Bars;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Preset: `tiny` (embedded Fashion-MNIST, CPU, minutes) or `paper` (Pets, GPU).
+    /// Preset: `tiny` (embedded Fashion-MNIST, CPU, minutes), `paper` (Pets, GPU) or
+    /// `smoke` (tiny cut to 320 images and one epoch per stage: an installation check).
     #[arg(long, default_value = "tiny")]
     preset: String,
     /// TOML file whose fields override the preset's (any subset).
