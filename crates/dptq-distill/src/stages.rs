@@ -153,17 +153,11 @@ impl<'a> TeacherTrainer<'a> {
 
 impl StageModel for TeacherTrainer<'_> {
     fn parts(&self) -> Result<Vec<(String, Part)>> {
-        Ok(vec![
-            ("model".into(), self.net.tensors()),
-            ("optim".into(), self.opt.state().clone()),
-        ])
+        Ok(model_and_optimizer_parts(self.net, &self.opt))
     }
 
-    fn restore(&mut self, mut parts: BTreeMap<String, Part>) -> Result<()> {
-        self.net
-            .set_tensors(&take(&mut parts, "model")?, "checkpoint part model")?;
-        let device = self.net.store.device().clone();
-        self.opt.load_state(take(&mut parts, "optim")?, &device)
+    fn restore(&mut self, parts: BTreeMap<String, Part>) -> Result<()> {
+        restore_model_and_optimizer(self.net, &mut self.opt, parts)
     }
 
     fn step(
@@ -183,6 +177,26 @@ impl StageModel for TeacherTrainer<'_> {
             ("train_acc", acc),
         ])
     }
+}
+
+/// The checkpoint of a one-network stage: its tensors (`model`) and its optimizer's state
+/// (`optim`).
+fn model_and_optimizer_parts(net: &Network, opt: &Optimizer) -> Vec<(String, Part)> {
+    vec![
+        ("model".into(), net.tensors()),
+        ("optim".into(), opt.state().clone()),
+    ]
+}
+
+/// Restores what [`model_and_optimizer_parts`] saved.
+fn restore_model_and_optimizer(
+    net: &Network,
+    opt: &mut Optimizer,
+    mut parts: BTreeMap<String, Part>,
+) -> Result<()> {
+    net.set_tensors(&take(&mut parts, "model")?, "checkpoint part model")?;
+    let device = net.store.device().clone();
+    opt.load_state(take(&mut parts, "optim")?, &device)
 }
 
 /// Fraction of rows of `logits` whose argmax is the label.
@@ -210,17 +224,11 @@ pub struct WhiteBoxTrainer<'a> {
 
 impl StageModel for WhiteBoxTrainer<'_> {
     fn parts(&self) -> Result<Vec<(String, Part)>> {
-        Ok(vec![
-            ("model".into(), self.student.tensors()),
-            ("optim".into(), self.opt.state().clone()),
-        ])
+        Ok(model_and_optimizer_parts(self.student, &self.opt))
     }
 
-    fn restore(&mut self, mut parts: BTreeMap<String, Part>) -> Result<()> {
-        self.student
-            .set_tensors(&take(&mut parts, "model")?, "checkpoint part model")?;
-        let device = self.student.store.device().clone();
-        self.opt.load_state(take(&mut parts, "optim")?, &device)
+    fn restore(&mut self, parts: BTreeMap<String, Part>) -> Result<()> {
+        restore_model_and_optimizer(self.student, &mut self.opt, parts)
     }
 
     fn step(
