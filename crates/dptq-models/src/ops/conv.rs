@@ -865,57 +865,39 @@ mod depthwise_same {
     }
 
     pub(super) fn forward<T: Real>(x: &[T], wt: &[T], g: &Geom) -> Vec<T> {
-        let (hw, taps) = (g.hw_in(), g.kh * g.kw);
-        let mut y = vec![T::ZERO; g.n * g.c_out * hw];
-        y.par_chunks_mut(hw)
-            .with_min_len(planes_per_task(hw))
-            .enumerate()
-            .for_each_init(
-                || vec![T::ZERO; g.kw * hw],
-                |masked, (plane, yp)| {
-                    simd(
-                        #[inline(always)]
-                        || {
-                            let c = plane % g.c_in;
-                            let xp = &x[plane * hw..(plane + 1) * hw];
-                            for (b, m) in masked.chunks_exact_mut(hw).enumerate() {
-                                mask_input(xp, g.w, col_offset(g, b), m);
-                            }
-                            for a in 0..g.kh {
-                                for b in 0..g.kw {
-                                    let wv = wt[c * taps + a * g.kw + b];
-                                    let Some((out, inp)) = span(g, a, b) else {
-                                        continue;
-                                    };
-                                    let src = &masked[b * hw..(b + 1) * hw][inp];
-                                    for (v, &u) in yp[out].iter_mut().zip(src) {
-                                        *v += wv * u;
-                                    }
-                                }
-                            }
-                        },
-                    )
-                },
-            );
-        y
+        shift_add::<T, false>(x, wt, g)
     }
 
     pub(super) fn input_grad<T: Real>(dy: &[T], wt: &[T], g: &Geom) -> Vec<T> {
+        shift_add::<T, true>(dy, wt, g)
+    }
+
+    /// The pass shared by the forward (`y[out] += w * x[inp]` per tap) and the input
+    /// gradient, its adjoint (`dx[inp] += w * dy[out]`): per plane, the source plane with
+    /// the columns a tap must not read masked (one copy per kernel column), then each
+    /// tap's weighted, shifted copy added in a fixed order. `ADJOINT` is a constant, so
+    /// each direction compiles to its own loop.
+    fn shift_add<T: Real, const ADJOINT: bool>(src: &[T], wt: &[T], g: &Geom) -> Vec<T> {
         let (hw, taps) = (g.hw_in(), g.kh * g.kw);
-        let mut dx = vec![T::ZERO; g.n * g.c_in * hw];
-        dx.par_chunks_mut(hw)
+        let planes = g.n * if ADJOINT { g.c_in } else { g.c_out };
+        let mut dst = vec![T::ZERO; planes * hw];
+        dst.par_chunks_mut(hw)
             .with_min_len(planes_per_task(hw))
             .enumerate()
             .for_each_init(
                 || vec![T::ZERO; g.kw * hw],
-                |masked, (plane, dxp)| {
+                |masked, (plane, dp)| {
                     simd(
                         #[inline(always)]
                         || {
                             let c = plane % g.c_in;
-                            let dyp = &dy[plane * hw..(plane + 1) * hw];
+                            let sp = &src[plane * hw..(plane + 1) * hw];
                             for (b, m) in masked.chunks_exact_mut(hw).enumerate() {
-                                mask_output(dyp, g.w, col_offset(g, b), m);
+                                if ADJOINT {
+                                    mask_output(sp, g.w, col_offset(g, b), m);
+                                } else {
+                                    mask_input(sp, g.w, col_offset(g, b), m);
+                                }
                             }
                             for a in 0..g.kh {
                                 for b in 0..g.kw {
@@ -923,8 +905,9 @@ mod depthwise_same {
                                     let Some((out, inp)) = span(g, a, b) else {
                                         continue;
                                     };
-                                    let src = &masked[b * hw..(b + 1) * hw][out];
-                                    for (v, &u) in dxp[inp].iter_mut().zip(src) {
+                                    let (to, from) = if ADJOINT { (inp, out) } else { (out, inp) };
+                                    let shifted = &masked[b * hw..(b + 1) * hw][from];
+                                    for (v, &u) in dp[to].iter_mut().zip(shifted) {
                                         *v += wv * u;
                                     }
                                 }
@@ -933,7 +916,7 @@ mod depthwise_same {
                     )
                 },
             );
-        dx
+        dst
     }
 
     pub(super) fn weight_grad<T: Real>(x: &[T], dy: &[T], g: &Geom) -> Vec<T> {
