@@ -9,7 +9,8 @@ mod progress;
 
 /// candle allocates every activation and gradient afresh; with glibc's malloc, buffers this
 /// large go back to the OS when freed and are faulted in again on the next step (15 % of a
-/// train step). mimalloc keeps them for reuse: 1.2-1.6x train-step throughput on the CPU.
+/// train step). mimalloc keeps them for reuse: 1.1-1.6x train-step throughput on the CPU
+/// (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -23,6 +23,11 @@
 
 use std::time::{Duration, Instant};
 
+/// The allocator of the `dptq` binary, so that the backward timings include what a
+/// training step pays for fresh gradient buffers there, not glibc's page faults.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use candle_core::{Device, Result, Tensor, Var};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
