@@ -670,6 +670,153 @@ fn draw_stacked<DB: DrawingBackend>(
     Ok(())
 }
 
+/// The bitmap backend with its text drawn by [`draw_glyphs`]. plotters' own bitmap text
+/// rounds each glyph's vertical offset toward zero, which lifts small glyphs by a pixel or
+/// two at label sizes: a '.' in "0.15" or "layer1.0.conv1" reads as a '·'. Everything but
+/// text goes to [`BitMapBackend`] unchanged; text keeps plotters' layout (the same box and
+/// anchors, so labels stay where plotters puts them).
+struct PngBackend<'a> {
+    inner: BitMapBackend<'a>,
+    font: &'static FontRef<'static>,
+}
+
+impl<'a> PngBackend<'a> {
+    fn new(inner: BitMapBackend<'a>) -> std::result::Result<Self, ab_glyph::InvalidFont> {
+        static PARSED: OnceLock<std::result::Result<FontRef<'static>, ab_glyph::InvalidFont>> =
+            OnceLock::new();
+        let font = PARSED
+            .get_or_init(|| FontRef::try_from_slice(FONT))
+            .as_ref()
+            .map_err(|e| *e)?;
+        Ok(Self { inner, font })
+    }
+}
+
+type BitmapError = <BitMapBackend<'static> as DrawingBackend>::ErrorType;
+
+impl DrawingBackend for PngBackend<'_> {
+    type ErrorType = BitmapError;
+
+    fn get_size(&self) -> (u32, u32) {
+        self.inner.get_size()
+    }
+
+    fn ensure_prepared(&mut self) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
+        self.inner.ensure_prepared()
+    }
+
+    fn present(&mut self) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
+        self.inner.present()
+    }
+
+    fn draw_pixel(
+        &mut self,
+        point: BackendCoord,
+        color: BackendColor,
+    ) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
+        self.inner.draw_pixel(point, color)
+    }
+
+    fn draw_line<S: plotters_backend::BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
+        self.inner.draw_line(from, to, style)
+    }
+
+    fn draw_rect<S: plotters_backend::BackendStyle>(
+        &mut self,
+        upper_left: BackendCoord,
+        bottom_right: BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
+        self.inner.draw_rect(upper_left, bottom_right, style, fill)
+    }
+
+    fn blit_bitmap(
+        &mut self,
+        pos: BackendCoord,
+        (iw, ih): (u32, u32),
+        src: &[u8],
+    ) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
+        self.inner.blit_bitmap(pos, (iw, ih), src)
+    }
+
+    /// plotters' default text placement (layout box, anchor, rotation) with the glyphs of
+    /// [`draw_glyphs`].
+    fn draw_text<S: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &S,
+        pos: BackendCoord,
+    ) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
+        let color = style.color();
+        if color.alpha == 0.0 {
+            return Ok(());
+        }
+        let ((min_x, min_y), (max_x, max_y)) = style
+            .layout_box(text)
+            .map_err(|e| DrawingErrorKind::FontError(Box::new(e)))?;
+        let (width, height) = (max_x - min_x, max_y - min_y);
+        let dx = match style.anchor().h_pos {
+            HPos::Left => 0,
+            HPos::Right => -width,
+            HPos::Center => -width / 2,
+        };
+        let dy = match style.anchor().v_pos {
+            VPos::Top => 0,
+            VPos::Center => -height / 2,
+            VPos::Bottom => -height,
+        };
+        let transform = style.transform();
+        let (w, h) = self.get_size();
+        let mut result = Ok(());
+        draw_glyphs(self.font, style.size() as f32, text, |x, y, coverage| {
+            let (x, y) = transform.transform(x + dx - min_x, y + dy - min_y);
+            let (x, y) = (pos.0 + x, pos.1 + y);
+            if result.is_ok() && x >= 0 && x < w as i32 && y >= 0 && y < h as i32 {
+                let shade = BackendColor {
+                    alpha: color.alpha * f64::from(coverage),
+                    rgb: color.rgb,
+                };
+                result = self.inner.draw_pixel((x, y), shade);
+            }
+        });
+        result
+    }
+}
+
+/// Rasterises `text` at `size` pixels with its baseline at `size / 2` (plotters' convention),
+/// each glyph at its sub-pixel pen position and on the one baseline; calls `put(x, y,
+/// coverage)` for every covered pixel.
+fn draw_glyphs(font: &FontRef<'_>, size: f32, text: &str, mut put: impl FnMut(i32, i32, f32)) {
+    let scaled = font.as_scaled(size);
+    let mut caret = 0.0f32;
+    let mut previous = None;
+    for c in text.chars() {
+        let id = scaled.glyph_id(c);
+        if let Some(p) = previous {
+            caret += scaled.kern(p, id);
+        }
+        let glyph = id.with_scale_and_position(size, point(caret, size / 2.0));
+        if let Some(outline) = font.outline_glyph(glyph) {
+            let bounds = outline.px_bounds();
+            outline.draw(|x, y, coverage| {
+                put(
+                    bounds.min.x as i32 + x as i32,
+                    bounds.min.y as i32 + y as i32,
+                    coverage,
+                )
+            });
+        }
+        caret += scaled.h_advance(id);
+        previous = Some(id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -807,152 +954,5 @@ mod tests {
         assert!(svg.contains("3 b"));
         assert_eq!(fig.size(), (840, 336));
         assert!(!fig.to_png().unwrap().is_empty());
-    }
-}
-
-/// The bitmap backend with its text drawn by [`draw_glyphs`]. plotters' own bitmap text
-/// rounds each glyph's vertical offset toward zero, which lifts small glyphs by a pixel or
-/// two at label sizes: a '.' in "0.15" or "layer1.0.conv1" reads as a '·'. Everything but
-/// text goes to [`BitMapBackend`] unchanged; text keeps plotters' layout (the same box and
-/// anchors, so labels stay where plotters puts them).
-struct PngBackend<'a> {
-    inner: BitMapBackend<'a>,
-    font: &'static FontRef<'static>,
-}
-
-impl<'a> PngBackend<'a> {
-    fn new(inner: BitMapBackend<'a>) -> std::result::Result<Self, ab_glyph::InvalidFont> {
-        static PARSED: OnceLock<std::result::Result<FontRef<'static>, ab_glyph::InvalidFont>> =
-            OnceLock::new();
-        let font = PARSED
-            .get_or_init(|| FontRef::try_from_slice(FONT))
-            .as_ref()
-            .map_err(|e| e.clone())?;
-        Ok(Self { inner, font })
-    }
-}
-
-type BitmapError = <BitMapBackend<'static> as DrawingBackend>::ErrorType;
-
-impl DrawingBackend for PngBackend<'_> {
-    type ErrorType = BitmapError;
-
-    fn get_size(&self) -> (u32, u32) {
-        self.inner.get_size()
-    }
-
-    fn ensure_prepared(&mut self) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
-        self.inner.ensure_prepared()
-    }
-
-    fn present(&mut self) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
-        self.inner.present()
-    }
-
-    fn draw_pixel(
-        &mut self,
-        point: BackendCoord,
-        color: BackendColor,
-    ) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
-        self.inner.draw_pixel(point, color)
-    }
-
-    fn draw_line<S: plotters_backend::BackendStyle>(
-        &mut self,
-        from: BackendCoord,
-        to: BackendCoord,
-        style: &S,
-    ) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
-        self.inner.draw_line(from, to, style)
-    }
-
-    fn draw_rect<S: plotters_backend::BackendStyle>(
-        &mut self,
-        upper_left: BackendCoord,
-        bottom_right: BackendCoord,
-        style: &S,
-        fill: bool,
-    ) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
-        self.inner.draw_rect(upper_left, bottom_right, style, fill)
-    }
-
-    fn blit_bitmap(
-        &mut self,
-        pos: BackendCoord,
-        (iw, ih): (u32, u32),
-        src: &[u8],
-    ) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
-        self.inner.blit_bitmap(pos, (iw, ih), src)
-    }
-
-    /// plotters' default text placement (layout box, anchor, rotation) with the glyphs of
-    /// [`draw_glyphs`].
-    fn draw_text<S: BackendTextStyle>(
-        &mut self,
-        text: &str,
-        style: &S,
-        pos: BackendCoord,
-    ) -> std::result::Result<(), DrawingErrorKind<BitmapError>> {
-        let color = style.color();
-        if color.alpha == 0.0 {
-            return Ok(());
-        }
-        let ((min_x, min_y), (max_x, max_y)) = style
-            .layout_box(text)
-            .map_err(|e| DrawingErrorKind::FontError(Box::new(e)))?;
-        let (width, height) = (max_x - min_x, max_y - min_y);
-        let dx = match style.anchor().h_pos {
-            HPos::Left => 0,
-            HPos::Right => -width,
-            HPos::Center => -width / 2,
-        };
-        let dy = match style.anchor().v_pos {
-            VPos::Top => 0,
-            VPos::Center => -height / 2,
-            VPos::Bottom => -height,
-        };
-        let transform = style.transform();
-        let (w, h) = self.get_size();
-        let mut result = Ok(());
-        draw_glyphs(self.font, style.size() as f32, text, |x, y, coverage| {
-            let (x, y) = transform.transform(x + dx - min_x, y + dy - min_y);
-            let (x, y) = (pos.0 + x, pos.1 + y);
-            if result.is_ok() && x >= 0 && x < w as i32 && y >= 0 && y < h as i32 {
-                let shade = BackendColor {
-                    alpha: color.alpha * f64::from(coverage),
-                    rgb: color.rgb,
-                };
-                result = self.inner.draw_pixel((x, y), shade);
-            }
-        });
-        result
-    }
-}
-
-/// Rasterises `text` at `size` pixels with its baseline at `size / 2` (plotters' convention),
-/// each glyph at its sub-pixel pen position and on the one baseline; calls `put(x, y,
-/// coverage)` for every covered pixel.
-fn draw_glyphs(font: &FontRef<'_>, size: f32, text: &str, mut put: impl FnMut(i32, i32, f32)) {
-    let scaled = font.as_scaled(size);
-    let mut caret = 0.0f32;
-    let mut previous = None;
-    for c in text.chars() {
-        let id = scaled.glyph_id(c);
-        if let Some(p) = previous {
-            caret += scaled.kern(p, id);
-        }
-        let glyph = id.with_scale_and_position(size, point(caret, size / 2.0));
-        if let Some(outline) = font.outline_glyph(glyph) {
-            let bounds = outline.px_bounds();
-            outline.draw(|x, y, coverage| {
-                put(
-                    bounds.min.x as i32 + x as i32,
-                    bounds.min.y as i32 + y as i32,
-                    coverage,
-                )
-            });
-        }
-        caret += scaled.h_advance(id);
-        previous = Some(id);
     }
 }

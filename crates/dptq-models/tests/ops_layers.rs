@@ -71,7 +71,7 @@ fn batch_norm_train_returns_the_biased_batch_statistics() -> Result<()> {
         assert!((g - e).abs() < 1e-6, "{got:?} vs {expected:?}");
     }
     assert!(
-        out.mean.track_op() == false && out.var.track_op() == false,
+        !out.mean.track_op() && !out.var.track_op(),
         "statistics must be detached"
     );
     Ok(())
@@ -143,7 +143,7 @@ fn batch_norm_gradients_match_finite_differences() -> Result<()> {
 fn relu_matches_candle_and_masks_the_gradient() -> Result<()> {
     for dtype in [DType::F32, DType::F64] {
         let xs = uniform(&[3, 4, 5, 6], 1, dtype)?;
-        let (y, g) = output_and_grads(&[xs.clone()], 2, |t| ops::relu(&t[0]))?;
+        let (y, g) = output_and_grads(std::slice::from_ref(&xs), 2, |t| ops::relu(&t[0]))?;
         let (y_ref, g_ref) = output_and_grads(&[xs], 2, |t| composed::relu(&t[0]))?;
         assert_eq!(rel_diff(&y, &y_ref)?, 0.0);
         assert_eq!(rel_diff(&g[0], &g_ref[0])?, 0.0);
@@ -240,9 +240,12 @@ fn max_pool_matches_composed_and_candle_forward() -> Result<()> {
         .enumerate()
         {
             let xs = uniform(&dims, 30 + i as u64, dtype)?;
-            let (y, g) = output_and_grads(&[xs.clone()], 3, |t| ops::max_pool2d(&t[0], k, s, p))?;
-            let (y_ref, g_ref) =
-                output_and_grads(&[xs.clone()], 3, |t| composed::max_pool2d(&t[0], k, s, p))?;
+            let (y, g) = output_and_grads(std::slice::from_ref(&xs), 3, |t| {
+                ops::max_pool2d(&t[0], k, s, p)
+            })?;
+            let (y_ref, g_ref) = output_and_grads(std::slice::from_ref(&xs), 3, |t| {
+                composed::max_pool2d(&t[0], k, s, p)
+            })?;
             assert_eq!(rel_diff(&y, &y_ref)?, 0.0, "{dims:?} k{k} s{s} p{p}");
             // Overlapping windows add their gradients in a different order.
             assert!(
@@ -301,7 +304,9 @@ fn max_pool_rejects_padding_over_half_the_kernel() -> Result<()> {
 fn global_avg_pool_and_linear_match_candle() -> Result<()> {
     for dtype in [DType::F32, DType::F64] {
         let xs = uniform(&[4, 6, 5, 3], 1, dtype)?;
-        let (y, g) = output_and_grads(&[xs.clone()], 2, |t| ops::global_avg_pool(&t[0]))?;
+        let (y, g) = output_and_grads(std::slice::from_ref(&xs), 2, |t| {
+            ops::global_avg_pool(&t[0])
+        })?;
         let y_ref = xs.mean(D::Minus1)?.mean(D::Minus1)?;
         assert!(rel_diff(&y, &y_ref)? < 1e-6);
         assert_eq!(y.dims(), [4, 6]);

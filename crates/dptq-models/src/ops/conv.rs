@@ -525,7 +525,7 @@ impl Geom {
     /// convolution except stride-1 "same" ones on planes at least 8 wide (those copy whole
     /// shifted planes, see [`im2col_same`]).
     fn gathers(&self) -> bool {
-        !self.pointwise() && !(self.p.stride == 1 && self.w_out == self.w && self.w_out >= 8)
+        !self.pointwise() && (self.p.stride != 1 || self.w_out != self.w || self.w_out < 8)
     }
 }
 
