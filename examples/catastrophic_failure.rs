@@ -78,7 +78,7 @@ fn main() -> anyhow::Result<()> {
     let settings = PairSettings::new(&cfg.pairs, experiment);
     let mut pairs = PairTrainer::new(&w_frozen, &w, &cfg.pairs, settings, None, 2)?;
     let loader = data.train_loader(64, 2, &device)?;
-    train(&mut pairs, &loader, 3, 0.1, "R+D")?;
+    train(&mut pairs, &loader, 5, 0.1, "R+D")?;
 
     // (4) Every network under every policy, all on the same budget.
     let [r, d] = &pairs.pairs;
